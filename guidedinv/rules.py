@@ -1,0 +1,138 @@
+"""Step rules: x_t -> x_{t_next} given the (guided) x0 estimate. Small pure functions of
+(x, x0, alpha_bar, alpha_bar_next), with per-run state only for multistep solvers.
+
+Notation: a = alpha_bar_t, a' = alpha_bar_{t_next} (a' = 1 at the clean end), eps_hat the noise implied
+by x0: eps_hat = (x - sqrt(a) x0) / sqrt(1 - a). The effective one-step beta between the two
+(possibly respaced) levels is beta = 1 - a / a'.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from .denoiser import Prediction
+from .noise import NoiseSource
+
+__all__ = ["StepRule", "DDPM", "DDIM", "DPMSolverPP2M", "RULES", "make_rule"]
+
+
+class StepRule:
+    """Base class. ``step`` returns x at the next level; ``state`` is a dict the rule may keep per run."""
+
+    name = "rule"
+
+    def new_state(self) -> dict[str, Any]:
+        return {}
+
+    def step(
+        self, x: torch.Tensor, pred: Prediction, a: float, a_next: float, rng: NoiseSource, state: dict[str, Any]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _eps_hat(x: torch.Tensor, x0: torch.Tensor, a: float) -> torch.Tensor:
+    return (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+
+
+@dataclass
+class DDPM(StepRule):
+    """Ancestral sampling, Ho et al. (2020) eq. 6-7: x' = c1 x0 + c2 x + std z.
+
+    c1 = beta sqrt(a') / (1 - a), c2 = (1 - a') sqrt(1 - beta) / (1 - a).
+    variance: "small" beta_tilde = beta (1 - a')/(1 - a); "large" beta; "learned" interpolates
+    log beta_tilde .. log beta with the denoiser's var_interp (Nichol & Dhariwal 2021, eq. 15);
+    a denoiser without learned variance falls back to "small". No noise on the final step.
+    """
+
+    variance: Literal["small", "large", "learned"] = "small"
+    name = "ddpm"
+
+    def __post_init__(self) -> None:
+        if self.variance not in ("small", "large", "learned"):
+            raise ValueError(f"DDPM variance must be 'small', 'large' or 'learned', got {self.variance!r}")
+
+    def step(self, x, pred, a, a_next, rng, state):
+        beta = 1 - a / a_next
+        mean = (beta * math.sqrt(a_next) * pred.x0 + (1 - a_next) * math.sqrt(1 - beta) * x) / (1 - a)
+        if a_next >= 1.0:
+            return mean
+        beta_tilde = beta * (1 - a_next) / (1 - a)
+        if self.variance == "large":
+            std: float | torch.Tensor = math.sqrt(beta)
+        elif self.variance == "learned" and pred.var_interp is not None:
+            frac = (pred.var_interp + 1) / 2
+            std = torch.exp(0.5 * (frac * math.log(beta) + (1 - frac) * math.log(beta_tilde)))
+        else:
+            std = math.sqrt(beta_tilde)
+        return mean + std * rng.randn_like(x)
+
+
+@dataclass
+class DDIM(StepRule):
+    """Song et al. (2021) eq. 12: x' = sqrt(a') x0 + sqrt(1 - a' - s^2) eps_hat + s z,
+    s = eta sqrt((1 - a')/(1 - a)) sqrt(1 - a/a'). eta = 0 is deterministic (probability flow),
+    eta = 1 matches DDPM with the small variance."""
+
+    eta: float = 0.0
+    name = "ddim"
+
+    def __post_init__(self) -> None:
+        if self.eta < 0:
+            raise ValueError(f"DDIM eta must be >= 0, got {self.eta}")
+
+    def step(self, x, pred, a, a_next, rng, state):
+        eps = _eps_hat(x, pred.x0, a)
+        s = self.eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))
+        out = math.sqrt(a_next) * pred.x0 + math.sqrt(max(1 - a_next - s * s, 0.0)) * eps
+        if s > 0:
+            out = out + s * rng.randn_like(x)
+        return out
+
+
+@dataclass
+class DPMSolverPP2M(StepRule):
+    """DPM-Solver++(2M), Lu et al. (2022) Algorithm 2: second-order multistep in the data
+    prediction, one network call per step. With lambda = log(sqrt(a)/sqrt(1 - a)), h = lambda' - lambda:
+        x' = (sigma'/sigma) x - alpha' (e^{-h} - 1) D,
+        D = (1 + 1/(2r)) x0 - 1/(2r) x0_prev,  r = h_prev / h   (first step and last step: D = x0).
+    Deterministic; the history resets after a resampling jump."""
+
+    name = "dpm++2m"
+
+    def step(self, x, pred, a, a_next, rng, state):
+        if a_next >= 1.0:
+            return pred.x0
+        lam = 0.5 * math.log(a / (1 - a))
+        lam_next = 0.5 * math.log(a_next / (1 - a_next))
+        h = lam_next - lam
+        d = pred.x0
+        if state.get("x0_prev") is not None:
+            r = state["h_prev"] / h
+            d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * state["x0_prev"]
+        state["x0_prev"], state["h_prev"] = pred.x0, h
+        ratio = math.sqrt((1 - a_next) / (1 - a))
+        return ratio * x - math.sqrt(a_next) * math.expm1(-h) * d
+
+
+RULES = {
+    "ddpm": lambda: DDPM("small"),
+    "ddpm-large": lambda: DDPM("large"),
+    "ddpm-learned": lambda: DDPM("learned"),
+    "ddim": lambda: DDIM(0.0),
+    "dpm++2m": DPMSolverPP2M,
+}
+
+
+def make_rule(name: str, **options: Any) -> StepRule:
+    """A step rule by name: 'ddpm', 'ddpm-large', 'ddpm-learned', 'ddim' (eta=...), 'dpm++2m'."""
+    if name not in RULES:
+        raise ValueError(f"unknown step rule {name!r}; choose from {', '.join(RULES)}")
+    rule = RULES[name]()
+    for key, value in options.items():
+        if not hasattr(rule, key):
+            raise ValueError(f"step rule {name!r} has no option {key!r}")
+        setattr(rule, key, value)
+    return rule

@@ -1,0 +1,183 @@
+"""The one reverse-diffusion loop. Every task is this loop with a different list of guidance terms:
+
+    for each step t -> t_next on the path:
+        x0 = denoiser(x_t, t)                 (with gradients only if an active term needs them)
+        x0 = term.correct_x0(ctx, x0)          for each active term, in order
+        x  = rule.step(x_t, x0, t -> t_next)   DDPM / DDIM / DPM-Solver++ ...
+        x  = term.correct_sample(ctx, x)       for each active term, in order
+        callback(StepInfo)
+
+A path is a list of timesteps of the denoiser's schedule, ending at -1 (clean). It normally
+descends; an upward pair (RePaint's resampling) re-noises x with the forward process instead of
+calling the network.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .denoiser import Denoiser, timestep_tensor
+from .guidance.base import GuidanceTerm, StepContext
+from .noise import NoiseSource
+from .rules import DDIM, StepRule
+from .schedule import respace
+
+__all__ = ["Resampling", "StepInfo", "build_path", "resampling_path", "sample"]
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """RePaint's resampling (Lugmayr et al. 2022, Alg. 1): every ``jump_length`` steps of the grid,
+    go back up ``jump_length`` steps and redo them, ``jump_n_sample - 1`` extra times."""
+
+    jump_length: int = 10
+    jump_n_sample: int = 10
+
+    def __post_init__(self) -> None:
+        if self.jump_length < 1 or self.jump_n_sample < 1:
+            raise ValueError("jump_length and jump_n_sample must be >= 1")
+
+
+@dataclass
+class StepInfo:
+    """What the callback sees after each reverse step."""
+
+    index: int
+    num_steps: int
+    t: float
+    t_next: float
+    sigma: float
+    x: torch.Tensor
+    x0: torch.Tensor
+    x_next: torch.Tensor
+
+
+def resampling_path(num: int, resample: Resampling) -> list[int]:
+    """Grid indices visited with RePaint's jumps over a grid of ``num`` levels, ending with -1."""
+    jumps = {j: resample.jump_n_sample - 1 for j in range(0, num - resample.jump_length, resample.jump_length)}
+    t, path = num, []
+    while t >= 1:
+        t -= 1
+        path.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(resample.jump_length):
+                t += 1
+                path.append(t)
+    return path + [-1]
+
+
+def build_path(
+    steps: int | str | Sequence[int],
+    num_train_steps: int,
+    init_t: int | None = None,
+    resample: Resampling | None = None,
+) -> list[int]:
+    """The timestep path of a run: the respaced grid (``steps``: int N, "N", "N,M,...", "ddimN" or
+    explicit timesteps), cut at ``init_t`` when starting from an image, walked from high noise to
+    -1, with optional RePaint jumps."""
+    grid = respace(steps, num_train_steps)
+    if init_t is not None:
+        if not 0 <= init_t < num_train_steps:
+            raise ValueError(f"init_t must be in [0, {num_train_steps - 1}], got {init_t}")
+        grid = [t for t in grid if t <= init_t]
+        if not grid:
+            raise ValueError(f"no step of the grid lies at or below init_t={init_t}")
+    if resample is None:
+        return grid[::-1] + [-1]
+    return [grid[i] if i >= 0 else -1 for i in resampling_path(len(grid), resample)]
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def sample(
+    denoiser: Denoiser,
+    shape: Sequence[int],
+    rng: NoiseSource | torch.Generator,
+    *,
+    steps: int | str | Sequence[int] = 50,
+    rule: StepRule | None = None,
+    terms: Sequence[GuidanceTerm] = (),
+    labels: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
+    init_t: int | None = None,
+    resample: Resampling | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Draw samples x0 ~ p(x0 | guidance) by reverse diffusion.
+
+    denoiser: prior (or CFG-wrapped conditional prior), see :mod:`guidedinv.denoiser`.
+    shape: (B, C, H, W) or (B, d): the batch to draw, in the model's data range.
+    rng: one random stream per item (:class:`NoiseSource`); a bare generator is split into
+        per-item streams, so item i's result does not depend on the batch size.
+    steps: the grid, guided-diffusion respacing ("250", "ddim25", "10,10,10") or timesteps.
+    rule: step rule, default DDIM(eta=0).
+    terms: guidance terms, applied in order.
+    labels: (B,) class labels handed to the denoiser (class-conditional models / CFG).
+    init, init_t: start from ``init`` (same shape, model range) noised to timestep ``init_t``
+        (SDEdit, Meng et al. 2022) instead of from pure noise.
+    resample: RePaint-style resampling jumps.
+    callback: called with a :class:`StepInfo` after every reverse step.
+    Returns the final sample (B, ...) at noise level 0.
+    """
+    rule = rule if rule is not None else DDIM(0.0)
+    schedule = denoiser.schedule
+    batch = int(shape[0]) if init is None else init.shape[0]
+    if device is None:
+        device = init.device if init is not None else _module_device(denoiser)
+    if isinstance(rng, torch.Generator):
+        rng = NoiseSource.from_generator(rng, batch)
+    if len(rng) != batch:
+        raise ValueError(f"{len(rng)} random streams for a batch of {batch}")
+    if (init is None) != (init_t is None):
+        raise ValueError("init and init_t go together: give both to start from an image, or neither")
+    path = build_path(steps, schedule.num_steps, init_t, resample)
+    num_reverse = sum(1 for a, b in zip(path, path[1:]) if b < a)
+
+    if init is None:
+        x = rng.randn(tuple(shape[1:]), dtype, device)
+    else:
+        x = init.to(device=device, dtype=dtype)
+        a0 = schedule.alpha_bar(path[0])
+        x = math.sqrt(a0) * x + math.sqrt(1 - a0) * rng.randn_like(x)
+    if labels is not None:
+        labels = labels.to(device)
+
+    state = rule.new_state()
+    index = 0
+    for t, t_next in zip(path, path[1:]):
+        a, a_next = schedule.alpha_bar(t), schedule.alpha_bar(t_next)
+        if t_next > t:  # resampling jump: forward-noise from t up to t_next, no network call
+            x = math.sqrt(a_next / a) * x + math.sqrt(1 - a_next / a) * rng.randn_like(x)
+            state = rule.new_state()
+            continue
+        ctx = StepContext(index, num_reverse, t, t_next, a, a_next, x, None, labels, rng, denoiser)  # type: ignore[arg-type]
+        active = [term for term in terms if term.active(ctx)]
+        with_grad = any(term.needs_grad for term in active)
+        with torch.set_grad_enabled(with_grad):
+            x_in = x.detach().requires_grad_(with_grad)
+            pred = denoiser(x_in, timestep_tensor(t, batch, device), labels)
+        ctx.x, ctx.pred = x_in, pred
+        x0 = pred.x0
+        for term in active:
+            x0 = term.correct_x0(ctx, x0)
+        x0 = x0.detach()
+        with torch.no_grad():
+            x_next = rule.step(x_in.detach(), pred.with_x0(x0), a, a_next, rng, state)
+        for term in active:
+            x_next = term.correct_sample(ctx, x_next)
+        x_next = x_next.detach()
+        if callback is not None:
+            callback(StepInfo(index, num_reverse, t, t_next, ctx.sigma, x_in.detach(), x0, x_next))
+        x = x_next
+        index += 1
+    return x
