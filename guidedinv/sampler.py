@@ -23,7 +23,7 @@ from .denoiser import Denoiser, timestep_tensor
 from .guidance.base import GuidanceTerm, StepContext
 from .noise import NoiseSource
 from .rules import DDIM, StepRule
-from .schedule import respace
+from .schedule import VPSchedule, respace
 
 __all__ = ["Resampling", "StepInfo", "build_path", "resampling_path", "sample"]
 
@@ -72,14 +72,15 @@ def resampling_path(num: int, resample: Resampling) -> list[int]:
 
 def build_path(
     steps: int | str | Sequence[int],
-    num_train_steps: int,
+    schedule: VPSchedule,
     init_t: int | None = None,
     resample: Resampling | None = None,
 ) -> list[int]:
     """The timestep path of a run: the respaced grid (``steps``: int N, "N", "N,M,...", "ddimN" or
-    explicit timesteps), cut at ``init_t`` when starting from an image, walked from high noise to
-    -1, with optional RePaint jumps."""
-    grid = respace(steps, num_train_steps)
+    "logsnrN" or explicit timesteps), cut at ``init_t`` when starting from an image, walked from
+    high noise to -1, with optional RePaint jumps."""
+    num_train_steps = schedule.num_steps
+    grid = respace(steps, num_train_steps, schedule)
     if init_t is not None:
         if not 0 <= init_t < num_train_steps:
             raise ValueError(f"init_t must be in [0, {num_train_steps - 1}], got {init_t}")
@@ -119,7 +120,8 @@ def sample(
     shape: (B, C, H, W) or (B, d): the batch to draw, in the model's data range.
     rng: one random stream per item (:class:`NoiseSource`); a bare generator is split into
         per-item streams, so item i's result does not depend on the batch size.
-    steps: the grid, guided-diffusion respacing ("250", "ddim25", "10,10,10") or timesteps.
+    steps: the grid: guided-diffusion respacing ("250", "ddim25", "10,10,10"), "logsnrN" (best
+        for few steps with DPM-Solver++), or explicit timesteps.
     rule: step rule, default DDIM(eta=0).
     terms: guidance terms, applied in order.
     labels: (B,) class labels handed to the denoiser (class-conditional models / CFG).
@@ -140,7 +142,7 @@ def sample(
         raise ValueError(f"{len(rng)} random streams for a batch of {batch}")
     if (init is None) != (init_t is None):
         raise ValueError("init and init_t go together: give both to start from an image, or neither")
-    path = build_path(steps, schedule.num_steps, init_t, resample)
+    path = build_path(steps, schedule, init_t, resample)
     num_reverse = sum(1 for a, b in zip(path, path[1:]) if b < a)
 
     if init is None:

@@ -108,8 +108,21 @@ def test_repaint_resampling_path_counts():
 
 
 def test_build_path_init_t_cuts_the_grid():
-    path = build_path("ddim25", 1000, init_t=500)
+    path = build_path("ddim25", VPSchedule.linear(), init_t=500)
     assert path[0] == 480 and path[-2:] == [0, -1]
     assert path == sorted(path[:-1], reverse=True) + [-1]
     with pytest.raises(ValueError):
-        build_path(10, 1000, init_t=1000)
+        build_path(10, VPSchedule.linear(), init_t=1000)
+
+
+@pytest.mark.parametrize("count", [2, 10, 25, 100, 500, 1000])
+def test_logsnr_spacing_is_exact_count_and_near_uniform_in_log_snr(count):
+    sched = VPSchedule.linear()
+    steps = respace(f"logsnr{count}", schedule=sched)
+    assert len(steps) == count and steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 999
+    if 3 <= count <= 25:  # coarse grids: gaps in log sigma even up to rounding (fine ones hit integer t)
+        gaps = [math.log(sched.sigma(b) / sched.sigma(a)) for a, b in zip(steps, steps[1:])]
+        ideal = math.log(sched.sigma(999) / sched.sigma(0)) / (count - 1)
+        assert max(abs(g - ideal) for g in gaps[1:]) < 0.5 * ideal + 0.05
+    with pytest.raises(ValueError):
+        respace("logsnr10")  # needs the schedule
