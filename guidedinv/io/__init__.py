@@ -1,0 +1,32 @@
+"""Image I/O: the only place where files become tensors and back.
+
+Images are [0, 1] float32 (C, H, W) tensors outside the model (C = 1 grey, 3 colour) and [-1, 1]
+inside it (``to_model_range`` / ``from_model_range``). Reading accepts what people have on disk
+(``read``), alpha is kept apart so that a restoration never sees it and ``write_image`` puts it
+back; outputs are PNGs with text metadata, written atomically (``write``). Inpainting masks are
+bool (H, W) tensors, True = fill (``masks``); ``pad_to_multiple`` gives models the sizes they need
+and crops back exactly (``tensors``).
+"""
+from .masks import MASK_SPECS, check_mask, make_mask, read_mask
+from .read import ACCEPTED_FORMATS, ImageData, read_image
+from .tensors import PAD_MODES, Crop, from_model_range, pad_to_multiple, to_model_range
+from .write import TEMP_SUFFIX, atomic_write_bytes, encode_png, write_image
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "ImageData",
+    "read_image",
+    "MASK_SPECS",
+    "read_mask",
+    "check_mask",
+    "make_mask",
+    "write_image",
+    "encode_png",
+    "atomic_write_bytes",
+    "TEMP_SUFFIX",
+    "PAD_MODES",
+    "Crop",
+    "pad_to_multiple",
+    "to_model_range",
+    "from_model_range",
+]

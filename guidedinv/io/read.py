@@ -1,0 +1,277 @@
+"""Reading images: whatever is on disk -> a [0, 1] float32 tensor (C, H, W), alpha kept apart.
+
+Accepted: PNG, JPEG (also phone MPO files: their first frame is the photo), TIFF, WebP, BMP, GIF,
+PPM/PGM; 1-, 8- and 16-bit integer samples and 32/64-bit floating-point TIFF samples in [0, 1].
+C is 1 for grey ("1", "L", "LA", "I;16", "F") and 3 for colour. The only conversions that change
+how pixels are stored, all documented here, are:
+
+- palette ("P", "PA") -> RGB, or RGBA when the palette has transparency;
+- CMYK -> RGB with Pillow's plain formula (R = (1 - C)(1 - K)); an embedded ICC profile is kept
+  in ``ImageData.icc_profile`` but not applied;
+- YCbCr -> RGB; "RGBX" drops its padding byte; premultiplied "RGBa" is un-premultiplied;
+- a single transparent colour (PNG tRNS for grey or RGB) becomes an alpha channel;
+- the EXIF orientation is applied, so the tensor is the image as a viewer shows it.
+
+Integer samples are scaled by 2^bits - 1 (16-bit keeps its full precision, 8-bit is exact); floats
+must lie in [0, 1] and be finite. Everything else (a missing, empty, corrupt or truncated file, a
+multi-frame file, an unknown colour mode) is an ``InputError`` with one line naming the file.
+Pillow cannot hold 16-bit colour, so 16-bit RGB(A)/LA PNGs are decoded by Pillow twice (high and
+low bytes of each sample) and 16-bit or float colour TIFFs are read with tifffile.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+
+__all__ = ["ImageData", "read_image", "ACCEPTED_FORMATS"]
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "WebP", "BMP", "GIF", "PPM")
+_PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "PPM")
+_ACCEPTED_MODES = "1-bit, grey, grey+alpha, RGB, RGBA, palette, CMYK, YCbCr, 16-bit and float grey"
+_PNG16_RAWMODES = ("RGB;16B", "RGBA;16B", "LA;16B")
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N")
+_CONVERT = {"P": None, "PA": "RGBA", "RGBX": "RGB", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB"}
+_TEXT_TAGS = {270: "ImageDescription", 305: "Software", 315: "Artist", 33432: "Copyright"}
+
+
+@dataclass
+class ImageData:
+    """An image as read from a file: pixels in [0, 1] with alpha kept apart, and what the file said."""
+
+    image: torch.Tensor  # (C, H, W) float32 in [0, 1]; C = 1 grey, 3 colour
+    alpha: torch.Tensor | None  # (1, H, W) float32 in [0, 1], or None: never seen by a restoration
+    bit_depth: int  # bits per sample in the file: 1, 8, 16, or 32/64 for floating point
+    mode: str  # the file's colour mode in Pillow's names ("RGB", "I;16", "P", "CMYK", ...)
+    format: str  # "PNG", "JPEG", ... as Pillow names it
+    path: Path
+    metadata: dict[str, str] = field(default_factory=dict)  # PNG text chunks, JPEG comment, TIFF text tags
+    orientation: int = 1  # the EXIF orientation that was applied (1 = none)
+    icc_profile: bytes | None = None  # kept, not applied
+
+    @property
+    def channels(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[2]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W), the shape a mask for this image must have."""
+        return self.height, self.width
+
+
+def read_image(path: str | Path) -> ImageData:
+    """Read one image file into an ``ImageData`` (see the module docstring for what is accepted)."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path, formats=_PILLOW_FORMATS) as im:
+            return _from_pillow(im, path)
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError:
+        pass  # handled below, outside this exception's context
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the file (permission denied)") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: image too large to read safely ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
+        raise InputError(f"{path}: corrupt or truncated image file ({str(e) or type(e).__name__})") from None
+    return _unidentified(path)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+
+
+def _unidentified(path: Path) -> ImageData:
+    """Files Pillow does not open: floating-point colour TIFFs (tifffile reads them), PNGs of zero
+    pixels (a clearer message than 'not an image'), and everything else."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _read_tiff(path)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and 0 in (size := struct.unpack(">II", head[16:24])):
+        raise InputError(f"{path}: image is empty ({size[0]}x{size[1]} pixels)")
+    raise InputError(f"{path}: not an image file that can be read (accepted: {', '.join(ACCEPTED_FORMATS)})")
+
+
+def _from_pillow(im: Image.Image, path: Path) -> ImageData:
+    fmt = "JPEG" if im.format == "MPO" else im.format
+    frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+    if frames > 1:
+        raise InputError(f"{path}: has {frames} frames or pages; only single-frame images are accepted")
+    mode = im.mode
+    if fmt == "TIFF" and mode not in _GREY16 + ("F", "I") and max(_as_tuple(im.tag_v2.get(258, 8))) > 8:
+        return _read_tiff(path)  # 16-bit colour: Pillow would keep only 8 bits
+    rawmode = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else None
+    if fmt == "PNG" and rawmode in _PNG16_RAWMODES:
+        samples, bits = _png16(path, rawmode), 16
+        mode = "LA" if rawmode == "LA;16B" else mode
+        im.load()  # for text chunks after the image data
+    else:
+        im.load()
+        samples, bits = _pillow_samples(im, path)
+    samples = _with_key_transparency(samples, im.info.get("transparency"), mode)
+    return _finish(samples, bits, mode, fmt, path, _orientation(im), _metadata(im, fmt), im.info.get("icc_profile"))
+
+
+def _pillow_samples(im: Image.Image, path: Path) -> tuple[np.ndarray, int]:
+    mode = im.mode
+    if mode in _CONVERT:
+        target = _CONVERT[mode] or ("RGBA" if "transparency" in im.info else "RGB")
+        return np.asarray(im.convert(target)), 8
+    if mode == "1":
+        return np.asarray(im), 1
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return np.asarray(im), 8
+    if mode in _GREY16:
+        return np.asarray(im).astype(np.uint16), 16
+    if mode == "F":
+        return np.asarray(im), 32
+    raise InputError(f"{path}: unsupported colour mode {mode!r} (accepted: {_ACCEPTED_MODES})")
+
+
+def _png16(path: Path, rawmode: str) -> np.ndarray:
+    """16-bit colour PNG samples: Pillow unfilters at the true 16-bit pixel size and keeps one byte
+    of each sample ('...;16B' the high, '...;16L' the low one); two decodes give the full value."""
+
+    def decode(as_rawmode: str) -> np.ndarray:
+        with Image.open(path, formats=("PNG",)) as im:
+            im.tile = [(*im.tile[0][:3], as_rawmode)]
+            im.load()
+            return np.asarray(im).astype(np.uint16)
+
+    if rawmode == "LA;16B":  # 32 bits a pixel, read as raw RGBA bytes: L high, L low, A high, A low
+        b = decode("RGBA")
+        return (b[..., 0::2] << 8) | b[..., 1::2]
+    return (decode(rawmode) << 8) | decode(rawmode.replace(";16B", ";16L"))
+
+
+def _with_key_transparency(samples: np.ndarray, key: object, mode: str) -> np.ndarray:
+    """A PNG tRNS colour key on grey or RGB becomes an alpha channel (transparent where equal)."""
+    if key is None or mode not in ("L", "RGB") + _GREY16 or isinstance(key, bytes):
+        return samples
+    s = samples if samples.ndim == 3 else samples[..., None]
+    if s.shape[-1] != len(_as_tuple(key)):
+        return samples
+    opaque = (s != np.asarray(_as_tuple(key), dtype=s.dtype)).any(-1, keepdims=True)
+    return np.concatenate([s, opaque.astype(s.dtype) * np.iinfo(s.dtype).max], -1)
+
+
+def _read_tiff(path: Path) -> ImageData:
+    """TIFFs Pillow cannot hold exactly (16-bit or floating-point colour), through tifffile."""
+    try:
+        import tifffile
+    except ImportError:
+        raise InputError(f"{path}: 16-bit or floating-point colour TIFF needs the tifffile package (pip install tifffile)") from None
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if len(tf.pages) != 1:
+                raise InputError(f"{path}: has {len(tf.pages)} frames or pages; only single-frame images are accepted")
+            page = tf.pages[0]
+            samples, axes = page.asarray(), page.axes
+            photometric, extras = int(page.photometric), tuple(page.extrasamples)
+            tags = {tag.code: tag.value for tag in page.tags.values()}
+    except InputError:
+        raise
+    except Exception as e:  # tifffile raises many kinds (TiffFileError, ValueError, missing codecs)
+        raise InputError(f"{path}: corrupt or unreadable TIFF ({e})") from None
+    if axes == "SYX":
+        samples = np.moveaxis(samples, 0, -1)
+    n = samples.shape[-1] if samples.ndim == 3 else 1
+    colour = {1: 1, 2: 3}.get(photometric)  # MINISBLACK, RGB
+    ok_alpha = n == (colour or 0) + 1 and extras[:1] in ((0,), (2,))  # unspecified or unassociated
+    if axes not in ("YX", "YXS", "SYX") or colour is None or not (n == colour or ok_alpha):
+        raise InputError(f"{path}: unsupported TIFF layout (photometric {photometric}, {n} samples, extra {extras}); "
+                         "accepted: grey or RGB, optionally with one unassociated alpha channel")
+    if samples.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise InputError(f"{path}: unsupported TIFF sample type {samples.dtype}; accepted: 8/16-bit unsigned or float")
+    mode = ("L", "LA", "RGB", "RGBA")[[1, 2, 3, 4].index(n)]
+    metadata = {name: tags[code] for code, name in _TEXT_TAGS.items() if isinstance(tags.get(code), str)}
+    orientation = tags.get(274, 1)
+    icc = tags.get(34675)
+    return _finish(samples, samples.dtype.itemsize * 8, mode, "TIFF", path, orientation, metadata,
+                   bytes(icc) if icc is not None else None)
+
+
+def _finish(samples: np.ndarray, bits: int, mode: str, fmt: str, path: Path, orientation: object,
+            metadata: dict[str, str], icc: bytes | None) -> ImageData:
+    s = samples if samples.ndim == 3 else samples[..., None]
+    h, w, n = s.shape
+    if h == 0 or w == 0:
+        raise InputError(f"{path}: image is empty ({w}x{h} pixels)")
+    if s.dtype.kind == "f":
+        if not np.isfinite(s).all():
+            raise InputError(f"{path}: floating-point image contains NaN or infinite values; accepted: finite values in [0, 1]")
+        lo, hi = float(s.min()), float(s.max())
+        if lo < 0 or hi > 1:
+            raise InputError(f"{path}: floating-point image has values in [{lo:.4g}, {hi:.4g}]; accepted: values in [0, 1]")
+        x = s.astype(np.float32)
+    elif s.dtype == np.bool_:
+        x = s.astype(np.float32)
+    else:
+        x = s.astype(np.float32) / np.float32(np.iinfo(s.dtype).max)
+    orientation = int(orientation) if orientation in _ORIENT else 1  # other values are reserved: ignored
+    t = torch.from_numpy(np.ascontiguousarray(_ORIENT[orientation](x).transpose(2, 0, 1)))
+    colour = 1 if n <= 2 else 3
+    alpha = t[colour:].clone() if n > colour else None
+    return ImageData(t[:colour].clone() if alpha is not None else t, alpha, bits, mode, fmt, path,
+                     metadata, orientation, icc)
+
+
+# EXIF orientation -> how to turn the stored (H, W, S) array into the displayed one (as Pillow's
+# ImageOps.exif_transpose: 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
+# 7 transverse, 8 rotate 90 anticlockwise).
+_ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # unreadable EXIF is ignored, as every viewer does
+        return 1
+
+
+def _metadata(im: Image.Image, fmt: str) -> dict[str, str]:
+    if fmt == "PNG":
+        return {k: str(v) for k, v in im.text.items()}
+    if fmt == "TIFF":
+        return {name: v for code, name in _TEXT_TAGS.items() if isinstance(v := im.tag_v2.get(code), str)}
+    comment = im.info.get("comment")
+    if isinstance(comment, bytes):
+        comment = comment.decode("utf-8", "replace")
+    return {"comment": comment} if isinstance(comment, str) and comment else {}
+
+
+def _as_tuple(v: object) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
