@@ -392,3 +392,18 @@ def test_pad_wider_than_image_and_masks():
     padded, crop = pad_to_multiple(mask, 4, "constant")
     assert padded.dtype == torch.bool and torch.equal(crop(padded), mask)
     assert Crop(1, 2, 3, 4).scaled(4) == Crop(4, 8, 12, 16)
+
+
+# ---------------------------------------------------------------- the shipped samples
+
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
+
+
+def test_sample_images_read_and_their_masks_are_usable():
+    masks = sorted(SAMPLE_IMAGES.glob("*_mask.png"))
+    assert len(masks) >= 4
+    for mask_path in masks:
+        img = read_image(mask_path.with_name(mask_path.name.replace("_mask.png", ".png")))
+        assert img.bit_depth == 8 and img.alpha is None and "License" in img.metadata
+        check_mask(read_mask(mask_path, img.size), mask_path)
+    assert sum(p.stat().st_size for p in SAMPLE_IMAGES.iterdir()) < 1_500_000
