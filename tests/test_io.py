@@ -127,6 +127,13 @@ def test_lossless_formats_exact(tmp_path, fmt, options):
     assert alpha is None or np.array_equal(as_ints(img.alpha), alpha)
 
 
+def test_16bit_pgm(tmp_path):
+    v = samples(3, 4, 1, np.uint16)
+    Image.fromarray(v[..., 0]).save(tmp_path / "g.pgm")
+    img = read_image(tmp_path / "g.pgm")
+    assert (img.format, img.bit_depth) == ("PPM", 16) and np.array_equal(as_ints(img.image, 16), v)
+
+
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
     Image.fromarray(samples(8, 8, 4), "CMYK").save(tmp_path / "c.jpg")
     img = read_image(tmp_path / "c.jpg")
@@ -192,6 +199,7 @@ BAD_FILES = {
     "nan_float_tiff": ("n.tif", lambda p: _float_tiff(p, float("nan")), "NaN or infinite"),
     "inf_float_tiff": ("i.tif", lambda p: _float_tiff(p, float("inf")), "NaN or infinite"),
     "float_out_of_range": ("r.tif", lambda p: _float_tiff(p, 2.0), "values in [0.5, 2]"),
+    "colour_ppm_16bit": ("c.ppm", lambda p: p.write_bytes(b"P6 1 1 65535 " + bytes(6)), "16-bit colour PPM"),
     "unsupported_mode": ("i32.tif", lambda p: Image.new("I", (3, 3), 7).save(p), "unsupported colour mode 'I'"),
 }
 

@@ -125,6 +125,9 @@ def _from_pillow(im: Image.Image, path: Path) -> ImageData:
     if fmt == "TIFF" and mode not in _GREY16 + ("F", "I") and max(_as_tuple(im.tag_v2.get(258, 8))) > 8:
         return _read_tiff(path)  # 16-bit colour: Pillow would keep only 8 bits
     rawmode = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else None
+    if fmt == "PPM" and mode == "RGB" and isinstance(rawmode, tuple) and rawmode[-1] > 255:
+        raise InputError(f"{path}: 16-bit colour PPM is not supported (only 8 bits of it could be read); "
+                         "accepted: 16-bit colour as PNG or TIFF")
     if fmt == "PNG" and rawmode in _PNG16_RAWMODES:
         samples, bits = _png16(path, rawmode), 16
         mode = "LA" if rawmode == "LA;16B" else mode
@@ -145,7 +148,7 @@ def _pillow_samples(im: Image.Image, path: Path) -> tuple[np.ndarray, int]:
         return np.asarray(im), 1
     if mode in ("L", "LA", "RGB", "RGBA"):
         return np.asarray(im), 8
-    if mode in _GREY16:
+    if mode in _GREY16 or (mode == "I" and im.format == "PPM"):  # 16-bit PGM: Pillow scales it to 0..65535
         return np.asarray(im).astype(np.uint16), 16
     if mode == "F":
         return np.asarray(im), 32
