@@ -1,7 +1,8 @@
 """Reading images: whatever is on disk -> a [0, 1] float32 tensor (C, H, W), alpha kept apart.
 
 Accepted: PNG, JPEG (also phone MPO files: their first frame is the photo), TIFF, WebP, BMP, GIF,
-PPM/PGM; 1-, 8- and 16-bit integer samples and 32/64-bit floating-point TIFF samples in [0, 1].
+PPM/PGM; 1-, 8- and 16-bit integer samples (not 16-bit colour PPM, which Pillow cuts to 8 bits)
+and 32/64-bit floating-point TIFF samples in [0, 1].
 C is 1 for grey ("1", "L", "LA", "I;16", "F") and 3 for colour. The only conversions that change
 how pixels are stored, all documented here, are:
 
