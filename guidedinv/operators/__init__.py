@@ -1,0 +1,29 @@
+"""Linear measurement operators y = A x with exact adjoints and pseudo-inverses, and the noise model.
+
+Images are batched (B, C, H, W) of any size, float32 or float64, on any device.
+"""
+from .base import Compose, LinearOperator, conjugate_gradient
+from .blur import Blur, boundary_index, check_kernel, gaussian_kernel, load_kernel, motion_kernel
+from .downsample import Downsample, crop_to_multiple, resize_matrix
+from .identity import Identity
+from .inpaint import Inpainting
+from .noise import GaussianNoise, as_noise
+
+__all__ = [
+    "LinearOperator",
+    "Compose",
+    "conjugate_gradient",
+    "Inpainting",
+    "Downsample",
+    "crop_to_multiple",
+    "resize_matrix",
+    "Blur",
+    "boundary_index",
+    "check_kernel",
+    "gaussian_kernel",
+    "motion_kernel",
+    "load_kernel",
+    "Identity",
+    "GaussianNoise",
+    "as_noise",
+]
