@@ -4,6 +4,8 @@ from __future__ import annotations
 import typer
 
 from . import __version__
+from .cli_models import models_app
+from .cli_train import train_app
 
 app = typer.Typer(
     name="guidedinv",
@@ -12,6 +14,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(models_app, name="models")
+
+
+app.add_typer(train_app, name="train")
 
 
 def _version_callback(value: bool) -> None:

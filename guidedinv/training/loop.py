@@ -1,0 +1,180 @@
+"""One training loop for the three things we train: an unconditional prior, a noisy-image
+classifier, and a class-conditional prior with label dropout (for classifier-free guidance).
+
+Objectives (x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, t uniform over the schedule's T steps):
+  prior        v-prediction, loss ||v_hat - v||^2 with v = sqrt(ab) eps - sqrt(1 - ab) x0
+               (Salimans & Ho 2022): well scaled at every noise level, which is what restoration
+               needs; the denoiser wrapper turns v into x0 at load time.
+  conditional  the same, the label replaced by the null class with probability ``label_dropout``
+               (Ho & Salimans 2022); the network gets K + 1 label embeddings, the last one "no class".
+  classifier   cross-entropy of logits(x_t, t) against the image's class (Dhariwal & Nichol 2021).
+Weights: AdamW, linear warm-up, gradient clipping, an EMA copy (what gets exported), bf16
+autocast on CUDA. Checkpoints hold plain tensors and numbers (torch.load(weights_only=True)).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..models.adm import ADMConfig, build_network
+from ..schedule import VPSchedule
+from .data import CropSampler
+
+__all__ = ["TrainSettings", "Trainer"]
+
+Objective = Literal["prior", "conditional", "classifier"]
+
+
+@dataclass
+class TrainSettings:
+    """Everything a run depends on, written beside its checkpoints."""
+
+    objective: Objective = "prior"
+    steps: int = 10000
+    batch: int = 16
+    lr: float = 2e-4
+    warmup: int = 200
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    schedule: str = "linear"
+    label_dropout: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    network: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains ``settings.network`` (an ADMConfig dict) on ``data``; resumable from ``out_dir``."""
+
+    def __init__(self, settings: TrainSettings, data: CropSampler, out_dir: str | Path, device: str | torch.device = "cpu"):
+        self.settings, self.data, self.out = settings, data, Path(out_dir)
+        self.device = torch.device(device)
+        self.config = ADMConfig.from_dict(settings.network)
+        if settings.objective == "classifier" and self.config.kind != "classifier":
+            raise ValueError("a classifier objective needs a network of kind 'classifier'")
+        if settings.objective != "classifier" and self.config.kind != "unet":
+            raise ValueError(f"a {settings.objective} objective needs a network of kind 'unet'")
+        if settings.objective != "prior" and data.labels is None:
+            raise ValueError(f"the {settings.objective} objective needs labelled data")
+        self.schedule = VPSchedule.named(settings.schedule)
+        self.alphas_cumprod = self.schedule.alphas_cumprod.to(self.device, torch.float32)
+        with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the global RNG alone
+            torch.manual_seed(settings.seed)
+            self.net = build_network(self.config).to(self.device)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=0.0)
+        self.generator = torch.Generator().manual_seed(settings.seed)  # crops, t and noise: one stream
+        self.step = 0
+        self.seconds = 0.0  # wall time over all runs of this training, kept across resumes
+        self.history: list[dict] = []
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "rng": self.generator.get_state(),
+            "seconds": self.seconds,
+            "settings": json.dumps(asdict(self.settings)),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)  # atomic: a kill never leaves a half-written checkpoint
+
+    def resume(self) -> bool:
+        """Continue from ``out_dir/checkpoint.pt`` if it exists; the settings must match."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        saved = json.loads(state["settings"])
+        mine = asdict(self.settings)
+        differ = {k for k in mine if k not in ("steps", "checkpoint_every", "log_every") and saved.get(k) != mine[k]}
+        if differ:
+            raise ValueError(f"checkpoint in {self.out} was made with other settings ({', '.join(sorted(differ))})")
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["rng"])
+        self.step = int(state["step"])
+        self.seconds = float(state.get("seconds", 0.0))
+        return True
+
+    # -- one step ------------------------------------------------------------------------------
+    def loss(self, x0: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        s, g = self.settings, self.generator
+        b = x0.shape[0]
+        t = torch.randint(0, self.schedule.num_steps, (b,), generator=g).to(self.device)
+        eps = torch.randn(x0.shape, generator=g).to(self.device)
+        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        autocast = torch.autocast("cuda", torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        with autocast:
+            if s.objective == "classifier":
+                return F.cross_entropy(self.net(x_t, t).float(), labels)
+            if s.objective == "conditional":
+                drop = torch.rand(b, generator=g).to(self.device) < s.label_dropout
+                null = self.config.num_classes - 1  # the last embedding is "no class"
+                labels = torch.where(drop, torch.full_like(labels, null), labels)
+                out = self.net(x_t, t, labels)
+            else:
+                out = self.net(x_t, t)
+        v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
+        return F.mse_loss(out.float()[:, : x0.shape[1]], v)
+
+    def lr_at(self, step: int) -> float:
+        return self.settings.lr * min(1.0, (step + 1) / max(1, self.settings.warmup))
+
+    def train(self, progress: Callable[[int, float], None] | None = None) -> list[dict]:
+        """Run until ``settings.steps``; returns the log rows (also appended to out_dir/log.jsonl)."""
+        s = self.settings
+        self.out.mkdir(parents=True, exist_ok=True)
+        log = (self.out / "log.jsonl").open("a")
+        start, base, running = time.time(), self.seconds, []
+        while self.step < s.steps:
+            x0, labels = self.data.batch(s.batch, self.generator)
+            x0 = x0.to(self.device)
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(self.step)
+            loss = self.loss(x0, labels)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"training loss became {float(loss)} at step {self.step}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), s.grad_clip)
+            self.opt.step()
+            with torch.no_grad():
+                decay = min(s.ema, (1 + self.step) / (10 + self.step))  # short runs: EMA warm-up
+                for e, p in zip(self.ema.parameters(), self.net.parameters()):
+                    e.lerp_(p, 1 - decay)
+            self.step += 1
+            self.seconds = base + time.time() - start
+            running.append(loss.item())
+            if progress is not None:
+                progress(self.step, running[-1])
+            if self.step % s.log_every == 0 or self.step == s.steps:
+                row = {"step": self.step, "loss": sum(running) / len(running), "seconds": round(self.seconds, 1)}
+                self.history.append(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                running = []
+            if self.step % s.checkpoint_every == 0 or self.step == s.steps:
+                self.save()
+        log.close()
+        return self.history
