@@ -1,0 +1,213 @@
+"""Named public checkpoints: where they live, what they are, and the exact network each one needs.
+
+Sources (see the project's checkpoint fact sheet): the guided-diffusion README and script_util
+defaults for the OpenAI models and classifiers, DPS's configs/model_config.yaml for ffhq_10m,
+the google/ddpm-* model and scheduler configs on Hugging Face for the diffusers models.
+Exact byte sizes and SHA-256 digests are not published: ``size`` stays None (the download is then
+checked against the server's length) and the digest is recorded on first download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+from urllib.parse import urlparse
+
+from .adm import ADMConfig
+from .diffusers_unet import ATTN_DOWN, ATTN_UP, PLAIN_DOWN, PLAIN_UP, DiffusersUNetConfig
+
+__all__ = ["ModelEntry", "REGISTRY", "register", "lookup", "CHANNEL_MULT"]
+
+Kind = Literal["prior", "conditional prior", "classifier"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One downloadable checkpoint.
+
+    kind: "prior" (unconditional denoiser), "conditional prior" (class-conditional denoiser) or
+    "classifier" (noisy-image classifier). variance: the reverse-step variance its authors sample
+    with ("learned", "large" or "small"). classifier / classifier_scale: the classifier and the
+    guidance scale the authors used with this model, where they gave one.
+    """
+
+    name: str
+    url: str
+    kind: Kind
+    image_size: int
+    schedule: Literal["linear", "cosine"]
+    licence: str
+    config: ADMConfig | DiffusersUNetConfig
+    description: str
+    variance: Literal["learned", "large", "small"] = "learned"
+    classifier: str | None = None
+    classifier_scale: float | None = None
+    filename: str | None = None
+    size: int | None = None
+
+    @property
+    def format(self) -> str:
+        return "diffusers" if isinstance(self.config, DiffusersUNetConfig) else "adm"
+
+    @property
+    def file_name(self) -> str:
+        """Name of the file in the cache directory."""
+        return self.filename or PurePosixPath(urlparse(self.url).path).name
+
+    @property
+    def attention_order(self) -> str:
+        return self.config.attention_order if isinstance(self.config, ADMConfig) else "single head"
+
+
+REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    """Add (or replace) a named model."""
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def lookup(name: str) -> ModelEntry | None:
+    """The entry called ``name`` (also accepting "google/<name>" and a bare "<name>.pt"), or None."""
+    candidates = [name, name.removeprefix("google/")]
+    if "/" not in name and "\\" not in name:  # a bare file name, never a path that merely does not exist
+        candidates.append(PurePosixPath(name).stem)
+    return next((REGISTRY[c] for c in candidates if c in REGISTRY), None)
+
+
+# guided-diffusion's channel multipliers by image size (script_util.py)
+CHANNEL_MULT = {64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4), 512: (0.5, 1, 1, 2, 2, 4, 4)}
+OPENAI = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/"
+MIT_OPENAI = "MIT (openai/guided-diffusion)"
+
+
+def adm_unet(size: int, channels: int, res_blocks: int, attention: tuple[int, ...] = (32, 16, 8), **kw) -> ADMConfig:
+    """A guided-diffusion UNet as its README flags describe it (attention given as resolutions)."""
+    kw.setdefault("num_heads", 4)
+    return ADMConfig(
+        channels, res_blocks, CHANNEL_MULT[size], tuple(size // r for r in attention), image_size=size, **kw
+    )
+
+
+def adm_classifier(size: int, depth: int = 2) -> ADMConfig:
+    """guided-diffusion's create_classifier: width 128, attention at 32,16,8, 64 channels per head."""
+    return ADMConfig(
+        128,
+        depth,
+        CHANNEL_MULT[size],
+        (size // 32, size // 16, size // 8),
+        kind="classifier",
+        out_channels=1000,
+        num_heads=4,
+        head_channels=64,
+        pool="attention",
+        image_size=size,
+    )
+
+
+def _openai(name: str, kind: Kind, size: int, config: ADMConfig, description: str, **kw) -> None:
+    register(
+        ModelEntry(
+            name, f"{OPENAI}{name}.pt", kind, size, kw.pop("schedule", "linear"), MIT_OPENAI, config, description, **kw
+        )
+    )
+
+
+# (name, kind, size, network, description, the README's classifier scale, schedule)
+for _name, _kind, _size, _config, _what, _scale, _schedule in (
+    ("64x64_diffusion", "conditional prior", 64, adm_unet(64, 192, 3, num_classes=1000, attention_order="new"),
+     "ADM ImageNet 64x64, class-conditional (Dhariwal & Nichol 2021); new qkv order, cosine schedule", 1.0, "cosine"),
+    ("128x128_diffusion", "conditional prior", 128, adm_unet(128, 256, 2, num_classes=1000, head_channels=None),
+     "ADM ImageNet 128x128, class-conditional; 4 attention heads", 0.5, "linear"),
+    ("256x256_diffusion", "conditional prior", 256, adm_unet(256, 256, 2, num_classes=1000),
+     "ADM ImageNet 256x256, class-conditional", 1.0, "linear"),
+    ("256x256_diffusion_uncond", "prior", 256, adm_unet(256, 256, 2),
+     "ADM ImageNet 256x256, unconditional (also DPS's imagenet256.pt)", 10.0, "linear"),
+    ("512x512_diffusion", "conditional prior", 512, adm_unet(512, 256, 2, num_classes=1000),
+     "ADM ImageNet 512x512, class-conditional", 4.0, "linear"),
+):  # fmt: skip
+    _openai(
+        _name,
+        _kind,
+        _size,
+        _config,
+        _what,
+        classifier=f"{_size}x{_size}_classifier",
+        classifier_scale=_scale,
+        schedule=_schedule,
+    )
+for _size, _depth in ((64, 4), (128, 2), (256, 2), (512, 2)):
+    _openai(
+        f"{_size}x{_size}_classifier",
+        "classifier",
+        _size,
+        adm_classifier(_size, _depth),
+        f"ADM noisy ImageNet classifier for {_size}x{_size} (attention pool, depth {_depth})",
+    )
+for _scene in ("bedroom", "cat", "horse", "horse_nodropout"):
+    _openai(
+        f"lsun_{_scene}",
+        "prior",
+        256,
+        adm_unet(256, 256, 2),
+        f"ADM LSUN {_scene.replace('_nodropout', '')} 256x256, unconditional"
+        + (" (trained without dropout)" if _scene.endswith("nodropout") else "")
+        + "; its authors sample it with 1000 steps",
+    )
+
+register(
+    ModelEntry(
+        "ffhq_10m",
+        "https://huggingface.co/deepinv/diffunet/resolve/main/diffusion_ffhq_10m.pt",
+        "prior",
+        256,
+        "linear",
+        "not stated by DPS/ILVR (trained on FFHQ, whose images are CC BY-NC-SA 4.0)",
+        adm_unet(256, 128, 1, attention=(16,)),
+        "FFHQ 256x256 unconditional ADM used by DPS, ILVR and DiffPIR (128 channels, 1 res block, attention at 16); "
+        "deepinv's mirror of the Google Drive file (DPS folder 1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh)",
+        filename="ffhq_10m.pt",
+    )
+)
+
+_HF = "https://huggingface.co/google/{}/resolve/main/diffusion_pytorch_model.{}"
+_DDPM256 = DiffusersUNetConfig(
+    (128, 128, 256, 256, 512, 512),
+    2,
+    (PLAIN_DOWN,) * 4 + (ATTN_DOWN, PLAIN_DOWN),
+    (PLAIN_UP, ATTN_UP) + (PLAIN_UP,) * 4,
+    sample_size=256,
+)
+for _name, _ext, _config, _variance, _what in (
+    (
+        "ddpm-cifar10-32",
+        "safetensors",
+        DiffusersUNetConfig(
+            (128, 256, 256, 256),
+            2,
+            (PLAIN_DOWN, ATTN_DOWN, PLAIN_DOWN, PLAIN_DOWN),
+            (PLAIN_UP, PLAIN_UP, ATTN_UP, PLAIN_UP),
+            sample_size=32,
+        ),
+        "large",
+        "CIFAR-10 32x32",
+    ),
+    ("ddpm-ema-celebahq-256", "bin", _DDPM256, "small", "CelebA-HQ 256x256 (EMA weights)"),
+    ("ddpm-ema-church-256", "bin", _DDPM256, "small", "LSUN church 256x256 (EMA weights)"),
+):
+    register(
+        ModelEntry(
+            _name,
+            _HF.format(_name, _ext),
+            "prior",
+            _config.sample_size or 0,
+            "linear",
+            "Apache-2.0 (google/ddpm-* model cards)",
+            _config,
+            f"DDPM {_what}, unconditional (Ho et al. 2020), diffusers UNet2DModel; needs the diffusers extra",
+            variance=_variance,
+            filename=f"{_name}.{_ext}",
+        )
+    )
