@@ -1,0 +1,121 @@
+"""``guidedinv models``: the registry of named checkpoints, their inferred configuration, downloads."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from .errors import GuidedinvError
+
+models_app = typer.Typer(
+    help="Named checkpoints: list them, show a checkpoint's inferred configuration, download into the cache.",
+    no_args_is_help=True,
+)
+
+
+def _run(action: Callable[[], None]) -> None:
+    """User errors: one line on stderr and the error's exit code, no traceback."""
+    try:
+        action()
+    except GuidedinvError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """List the named models (a check mark: already in the cache)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models.download import cache_dir, cached_path
+    from .models.registry import REGISTRY
+
+    table = Table(title=f"guidedinv models (cache: {cache_dir()})")
+    for column in ("name", "kind", "size", "schedule", "format", "classifier (scale)", "licence", "cached"):
+        table.add_column(column)
+    for e in REGISTRY.values():
+        guide = f"{e.classifier} ({e.classifier_scale:g})" if e.classifier else ""
+        cached = "yes" if cached_path(e).exists() else ""
+        table.add_row(e.name, e.kind, f"{e.image_size}px", e.schedule, e.format, guide, e.licence, cached)
+    Console(width=200).print(table)
+
+
+def _entry_dict(entry: Any) -> dict[str, Any]:
+    from .models.download import cached_path
+
+    return {
+        "name": entry.name,
+        "url": entry.url,
+        "kind": entry.kind,
+        "image_size": entry.image_size,
+        "schedule": entry.schedule,
+        "variance": entry.variance,
+        "licence": entry.licence,
+        "format": entry.format,
+        "attention_order": entry.attention_order,
+        "classifier": entry.classifier,
+        "classifier_scale": entry.classifier_scale,
+        "description": entry.description,
+        "file": str(cached_path(entry)),
+    }
+
+
+@models_app.command("info")
+def info(
+    source: str = typer.Argument(
+        ..., help="A model name from `guidedinv models list`, or a checkpoint file or directory."
+    ),
+    fetch: bool = typer.Option(
+        False,
+        "--download",
+        help="Download a named model that is not cached yet (default: show its registry configuration).",
+    ),
+) -> None:
+    """Print the configuration inferred from a checkpoint's state dict, as JSON."""
+
+    def action() -> None:
+        from .models.config import expected_shapes, infer_config
+        from .models.download import cached_path
+        from .models.load import inspect_checkpoint
+        from .models.registry import lookup
+
+        entry = None if Path(source).expanduser().exists() else lookup(source)
+        if entry is not None and not fetch and not cached_path(entry).exists():
+            shapes = expected_shapes(entry.config)
+            report = {
+                "source": "registry (not downloaded; --download to inspect the file)",
+                **infer_config(shapes, entry).to_dict(),
+            }
+        else:
+            inferred, entry, path = inspect_checkpoint(source)
+            shapes = expected_shapes(inferred.config)
+            report = {"source": str(path), **inferred.to_dict()}
+        report["tensors"] = len(shapes)
+        report["parameters"] = sum(math.prod(s) for s in shapes.values())
+        if entry is not None:
+            report["registry"] = _entry_dict(entry)
+        typer.echo(json.dumps(report, indent=2))
+
+    _run(action)
+
+
+@models_app.command("download")
+def download_cmd(
+    name: str = typer.Argument(
+        ..., help="A model name from `guidedinv models list` (a local file path is accepted as is)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+) -> None:
+    """Download a named model into the cache (resumable, size-checked, SHA-256 recorded); print its path."""
+
+    def action() -> None:
+        from .models.download import download
+
+        typer.echo(str(download(name, progress=progress)))
+
+    _run(action)
