@@ -2,5 +2,24 @@
 from .base import GuidanceTerm, StepContext
 from .cfg import ClassifierFreeGuidance
 from .classifier import ClassifierGuidance
+from .dps import DPS
+from .exact import ExactLikelihood, gaussian_posterior, operator_matrix
+from .measurement import MeasurementTerm
+from .projection import Projection
+from .proximal import Proximal
+from .replacement import Replacement
 
-__all__ = ["GuidanceTerm", "StepContext", "ClassifierGuidance", "ClassifierFreeGuidance"]
+__all__ = [
+    "GuidanceTerm",
+    "StepContext",
+    "ClassifierGuidance",
+    "ClassifierFreeGuidance",
+    "MeasurementTerm",
+    "DPS",
+    "Projection",
+    "Replacement",
+    "Proximal",
+    "ExactLikelihood",
+    "gaussian_posterior",
+    "operator_matrix",
+]
