@@ -1,0 +1,51 @@
+"""The embedded models and how a model argument is resolved: "default" (the natural-image prior
+shipped inside the package), a registry name, or a checkpoint path, on the device asked for."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .denoiser import Denoiser
+from .errors import InputError, ModelError
+
+__all__ = ["WEIGHTS_DIR", "EMBEDDED", "embedded_path", "pick_device", "load_prior"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+EMBEDDED = {"default": "natural-prior.safetensors"}
+
+
+def embedded_path(name: str = "default") -> Path:
+    """Path of an embedded model file; a ModelError when this install does not carry it."""
+    path = WEIGHTS_DIR / EMBEDDED[name]
+    if not path.is_file():
+        raise ModelError(f"the embedded model {name!r} is not in this install ({path}); pass --model FILE or a registry name")
+    return path
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' (CUDA if available, else MPS, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name}: MPS is not available")
+    return device
+
+
+def load_prior(model: str = "default", device: str | torch.device = "auto", dtype: str | None = None) -> Denoiser:
+    """The prior named by ``model``: 'default', a registry name or a file path."""
+    from .models import load_denoiser
+
+    dev = pick_device(device) if isinstance(device, str) else device
+    source = embedded_path(model) if model in EMBEDDED else model
+    return load_denoiser(source, device=dev, dtype=dtype)
