@@ -67,6 +67,8 @@ OPERATORS = [
     ("blur-symmetric", lambda s: Blur(WELL_CONDITIONED.T, "symmetric"), [(2, 3, 7, 10)]),
     ("identity", lambda s: Identity(), [(2, 3, 7, 10)]),
     ("compose", lambda s: Downsample(3) @ Blur(WELL_CONDITIONED, "reflect"), [(2, 3, 9, 6)]),
+    ("compose-fourier", lambda s: Downsample(3, "average") @ Blur(WELL_CONDITIONED, "circular"), [(2, 1, 9, 6), (3, 3, 15, 9)]),
+    ("compose-fourier-x4", lambda s: Downsample(4, "average") @ Blur(rand(5, 4, seed=4).abs(), "circular"), [(2, 3, 8, 12)]),
 ]
 CASES = [(name, make, shape) for name, make, shapes in OPERATORS for shape in shapes]
 IDS = [f"{name}-{'x'.join(map(str, shape))}" for name, _, shape in CASES]

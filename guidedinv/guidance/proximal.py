@@ -7,12 +7,13 @@ with sigma_t = sqrt((1 - ab_t)/ab_t) the VE level and sigma_y the measurement no
 model's [-1, 1] range (sigma_y = 2 x the [0, 1] value). Then x0 <- x0 + scale (x_prox - x0)
 (scale = 1 is DiffPIR). sigma_y = 0 gives rho = 0, the limit: the projection x0 + A^+ (y - A x0).
 
-Solvers, all through ``operator.prox_l2``: elementwise for inpainting, FFT for circular blur,
-closed forms through the axis factors for both downsampling kernels, conjugate gradients otherwise.
+Solvers, all through ``operator.prox_l2``: elementwise for inpainting, FFT for circular blur and
+for circular blur followed by block averaging (USRNet's formula), closed forms through the axis
+factors for both downsampling kernels, conjugate gradients otherwise.
 DiffPIR's code puts the [0, 1] noise level into rho_t while the noise is added on [-1, 1], so its
 rho_t is 4 times smaller than this one: its lambda corresponds to lambda / 4 here. Its
 re-noising with zeta, x_next = sqrt(ab') x0 + sqrt(1 - ab') (sqrt(1 - zeta) eps_hat + sqrt(zeta) z),
-is a step rule, not part of this term: DDIM with a per-step eta^2 = zeta (1 - ab') / beta_tilde.
+is a step rule, not part of this term: ``guidedinv.rules.Renoise(zeta)``.
 """
 from __future__ import annotations
 

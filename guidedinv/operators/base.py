@@ -148,8 +148,9 @@ class LinearOperator:
 class Compose(LinearOperator):
     """Apply operators in the order given: Compose(op1, op2)(x) = op2(op1(x)); AT in reverse.
 
-    The pseudo-inverse and the proximal step use conjugate gradients: the product of the factors'
-    pseudo-inverses is not the pseudo-inverse of the product in general.
+    The pseudo-inverse and the proximal step use conjugate gradients (the product of the factors'
+    pseudo-inverses is not the pseudo-inverse of the product in general), except for a circular
+    blur followed by block averaging, which has FFT closed forms (:mod:`guidedinv.operators.fourier`).
     """
 
     def __init__(self, *ops: LinearOperator) -> None:
@@ -161,6 +162,9 @@ class Compose(LinearOperator):
         if not flat:
             raise InputError("Compose needs at least one operator")
         self.ops = tuple(flat)
+        from .fourier import fourier_solver  # here, not at the top: fourier imports this module
+
+        self._closed_form = fourier_solver(self.ops)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
@@ -171,6 +175,17 @@ class Compose(LinearOperator):
         for op in reversed(self.ops):
             y = op.AT(y)
         return y
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        if self._closed_form is None:
+            return super().pinv(y)
+        return self._closed_form.pinv(check_image(y))
+
+    def _prox_l2(self, z: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
+        if self._closed_form is None:
+            return super()._prox_l2(z, y, rho)
+        self.out_shape(check_image(z).shape)  # the size checks of the factors
+        return self._closed_form.prox_l2(z, y, rho)
 
     def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         for op in self.ops:
