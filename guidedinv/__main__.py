@@ -1,4 +1,4 @@
 """``python -m guidedinv`` runs the command line."""
-from .cli import app
+from .cli import run
 
-app(prog_name="guidedinv")
+run()

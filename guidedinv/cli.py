@@ -1,10 +1,14 @@
 """The ``guidedinv`` command line (typer). Each command is a thin shell over the Python API."""
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from . import __version__
+from .errors import GuidedinvError
 from .cli_models import models_app
+from .cli_restore import register_restore_commands
 from .cli_train import train_app
 
 app = typer.Typer(
@@ -18,6 +22,7 @@ app.add_typer(models_app, name="models")
 
 
 app.add_typer(train_app, name="train")
+register_restore_commands(app)
 
 
 def _version_callback(value: bool) -> None:
@@ -53,5 +58,19 @@ def demo(
     typer.echo(mixture_demo(scale=scale, component=component, samples=samples, steps=steps, seed=seed))
 
 
+def run() -> None:
+    """Console entry point: a user's mistake (any GuidedinvError) is one line on stderr and its exit
+    code, never a traceback. Exit codes: 0 ok, 1 some batch items failed, 2 bad input or usage,
+    3 model problem, 4 download problem, 130 interrupted."""
+    try:
+        app(prog_name="guidedinv")
+    except GuidedinvError as exc:
+        print(f"guidedinv: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("guidedinv: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()
