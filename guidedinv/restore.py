@@ -66,8 +66,8 @@ def _kernel(spec: str, size: int, boundary: str) -> Blur:
 def build_operator(recipe: dict[str, Any], hw: tuple[int, int], mask: torch.Tensor | None = None) -> LinearOperator:
     """The recipe's operator for an unknown image of size ``hw`` = (H, W).
 
-    mask: for inpainting, a bool (H, W) tensor, True = fill; when None the recipe's generated mask
-    spec is used (seeded by the recipe's seed).
+    mask: for inpainting, a bool (H, W) tensor, True = fill, or (B, 1, H, W) for one mask per image;
+    when None the recipe's generated mask spec is used (seeded by the recipe's seed).
     """
     op = recipe["operator"]
     kind = op.get("kind")
@@ -147,8 +147,9 @@ def restore(
 ) -> torch.Tensor:
     """Restore measurements ``y`` ((B, C, h, w) in [0, 1]; C = 1 or 3) with ``recipe``'s operator and method.
 
-    mask: inpainting only, bool (h, w), True = fill (else the recipe's generated mask). seeds: one
-    per image (default recipe seed + index): each image's result depends on its own seed only.
+    mask: inpainting only, bool (h, w) or one per image (B, h, w), True = fill (else the recipe's
+    generated mask). seeds: one per image (default recipe seed + index): each image's result
+    depends on its own seed only.
     Returns (B, C, H, W) in [0, 1], H x W the unknown image's size (h x w times the SR scale).
     """
     if y.ndim != 4 or y.shape[1] not in (1, 3):
@@ -159,6 +160,8 @@ def restore(
     seeds = list(seeds) if seeds is not None else [int(recipe.get("seed", 0)) + i for i in range(batch)]
     if len(seeds) != batch:
         raise InputError(f"{len(seeds)} seeds for {batch} images")
+    if mask is not None and mask.ndim == 3 and mask.shape[0] != batch:
+        raise InputError(f"{mask.shape[0]} masks for {batch} images; give one (h, w) mask or one per image")
     device = next((p.device for p in denoiser.parameters()), y.device)
     y = y.to(device, torch.float32)
     if mask is None and recipe["operator"].get("kind") == "inpaint":
@@ -168,6 +171,8 @@ def restore(
     if channels == 1:
         y_pad = y_pad.expand(-1, 3, -1, -1)
     hw = (y_pad.shape[-2] * factor, y_pad.shape[-1] * factor)
+    if mask_pad is not None and mask_pad.ndim == 3:
+        mask_pad = mask_pad.unsqueeze(1)  # (B, 1, H, W): Inpainting reads a 3-D mask as per channel
     operator = build_operator(recipe, hw, None if mask_pad is None else mask_pad.to(device))
     y_model = operator.to_model_range(y_pad)
     plan = plan_method(recipe, operator, y_model)
