@@ -4,6 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# Tiny tensors everywhere: one thread is faster than two (no thread hand-offs), and it keeps the
+# suite quick when other processes share the cores.
+torch.set_num_threads(1)
+
 from guidedinv.priors import GaussianMixturePrior, GaussianPrior
 
 

@@ -23,7 +23,6 @@ import math
 import pytest
 import torch
 
-from one_thread import one_thread  # noqa: F401  (autouse)
 from guidedinv import DDIM, DDPM, NoiseSource, Resampling, respace, sample
 from guidedinv.errors import InputError
 from guidedinv.guidance import DPS, ExactLikelihood, Projection, Proximal, Replacement, gaussian_posterior, operator_matrix

@@ -14,15 +14,6 @@ from guidedinv.rules import DDPM
 from guidedinv.schedule import VPSchedule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread start-up costs more than it saves on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomized(cfg: ADMConfig, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     net = build_network(cfg).eval()

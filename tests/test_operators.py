@@ -18,7 +18,6 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 
-from one_thread import one_thread  # noqa: F401  (autouse)
 from guidedinv.errors import InputError
 from guidedinv.guidance import operator_matrix
 from guidedinv.noise import NoiseSource
