@@ -16,7 +16,9 @@ import skimage.data
 import torch
 from PIL import Image, ImageDraw
 
-from guidedinv.io import make_mask, write_image
+from guidedinv.io import make_mask, read_image, write_image
+from guidedinv.operators import Blur, Downsample, Identity
+from guidedinv.restore import simulate
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,6 +58,24 @@ def strokes(size: tuple[int, int], seed: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(canvas) >= 128)
 
 
+# degraded versions, each a measurement made by our own operators (sigma_y on the [0, 1] scale)
+DEGRADED = {
+    "coffee_x4": ("coffee", Downsample(4, "bicubic"), 0.01, "guidedinv superres sample_images/coffee_x4.png --scale 4"),
+    "astronaut_blur": ("astronaut", Blur.gaussian(61, 3.0), 0.01, "guidedinv deblur sample_images/astronaut_blur.png --kernel gaussian:3.0"),
+    "chelsea_noisy": ("chelsea", Identity(), 0.05, "guidedinv denoise sample_images/chelsea_noisy.png --sigma 0.05"),
+}
+
+
+def degrade() -> None:
+    for name, (source, operator, sigma_y, command) in DEGRADED.items():
+        clean = read_image(HERE / f"{source}.png").image[None]
+        y = simulate(clean, operator, sigma_y, seed=0)[0].clamp(0, 1)
+        meta = {"Source": f"{source}.png degraded by {operator!r}, noise sigma_y = {sigma_y} on [0, 1], seed 0",
+                "Restore": command}
+        write_image(HERE / f"{name}.png", y, metadata=meta)
+        print(f"{name}: {y.shape[-1]}x{y.shape[-2]} from {source} ({command})")
+
+
 def main() -> None:
     for index, (name, (source, size, licence, mask_kind)) in enumerate(SAMPLES.items()):
         pixels = crop_resize(getattr(skimage.data, source)(), size)
@@ -67,6 +87,7 @@ def main() -> None:
         mask = make_mask(mask_kind, (size[1], size[0])) if mask_kind != "strokes" else strokes(size, seed=index)
         write_image(HERE / f"{name}_mask.png", mask.float().unsqueeze(0), metadata={"Mask": "white = fill", **meta})
         print(f"{name}: {size[0]}x{size[1]}, mask {mask_kind} ({mask.float().mean():.0%} to fill)")
+    degrade()
 
 
 if __name__ == "__main__":
