@@ -4,14 +4,30 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import GuidedinvError
+from .cli_batch import batch_command
 from .cli_models import models_app
 from .cli_restore import register_restore_commands
 from .cli_train import train_app
 
+class _UserErrorsAsOneLine(TyperGroup):
+    """Every command, sub-commands included: a user's mistake (any GuidedinvError) is one line on
+    stderr and its exit code, never a traceback. Exit codes: 0 ok, 1 some batch items failed,
+    2 bad input or usage, 3 model problem, 4 download problem, 130 interrupted."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except GuidedinvError as exc:
+            typer.echo(f"guidedinv: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=_UserErrorsAsOneLine,
     name="guidedinv",
     help="Guided diffusion for image editing and inverse problems: one prior, one sampler, pluggable guidance.",
     no_args_is_help=True,
@@ -23,6 +39,7 @@ app.add_typer(models_app, name="models")
 
 app.add_typer(train_app, name="train")
 register_restore_commands(app)
+app.command("batch")(batch_command)
 
 
 def _version_callback(value: bool) -> None:
@@ -59,14 +76,9 @@ def demo(
 
 
 def run() -> None:
-    """Console entry point: a user's mistake (any GuidedinvError) is one line on stderr and its exit
-    code, never a traceback. Exit codes: 0 ok, 1 some batch items failed, 2 bad input or usage,
-    3 model problem, 4 download problem, 130 interrupted."""
+    """Console entry point (see :class:`_UserErrorsAsOneLine` for errors and exit codes)."""
     try:
         app(prog_name="guidedinv")
-    except GuidedinvError as exc:
-        print(f"guidedinv: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("guidedinv: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import typer
-
-from .errors import GuidedinvError
 
 models_app = typer.Typer(
     help="Named checkpoints: list them, show a checkpoint's inferred configuration, download into the cache.",
     no_args_is_help=True,
 )
-
-
-def _run(action: Callable[[], None]) -> None:
-    """User errors: one line on stderr and the error's exit code, no traceback."""
-    try:
-        action()
-    except GuidedinvError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 @models_app.command("list")
@@ -77,31 +66,27 @@ def info(
     ),
 ) -> None:
     """Print the configuration inferred from a checkpoint's state dict, as JSON."""
+    from .models.config import expected_shapes, infer_config
+    from .models.download import cached_path
+    from .models.load import inspect_checkpoint
+    from .models.registry import lookup
 
-    def action() -> None:
-        from .models.config import expected_shapes, infer_config
-        from .models.download import cached_path
-        from .models.load import inspect_checkpoint
-        from .models.registry import lookup
-
-        entry = None if Path(source).expanduser().exists() else lookup(source)
-        if entry is not None and not fetch and not cached_path(entry).exists():
-            shapes = expected_shapes(entry.config)
-            report = {
-                "source": "registry (not downloaded; --download to inspect the file)",
-                **infer_config(shapes, entry).to_dict(),
-            }
-        else:
-            inferred, entry, path = inspect_checkpoint(source)
-            shapes = expected_shapes(inferred.config)
-            report = {"source": str(path), **inferred.to_dict()}
-        report["tensors"] = len(shapes)
-        report["parameters"] = sum(math.prod(s) for s in shapes.values())
-        if entry is not None:
-            report["registry"] = _entry_dict(entry)
-        typer.echo(json.dumps(report, indent=2))
-
-    _run(action)
+    entry = None if Path(source).expanduser().exists() else lookup(source)
+    if entry is not None and not fetch and not cached_path(entry).exists():
+        shapes = expected_shapes(entry.config)
+        report = {
+            "source": "registry (not downloaded; --download to inspect the file)",
+            **infer_config(shapes, entry).to_dict(),
+        }
+    else:
+        inferred, entry, path = inspect_checkpoint(source)
+        shapes = expected_shapes(inferred.config)
+        report = {"source": str(path), **inferred.to_dict()}
+    report["tensors"] = len(shapes)
+    report["parameters"] = sum(math.prod(s) for s in shapes.values())
+    if entry is not None:
+        report["registry"] = _entry_dict(entry)
+    typer.echo(json.dumps(report, indent=2))
 
 
 @models_app.command("download")
@@ -112,10 +97,6 @@ def download_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
     """Download a named model into the cache (resumable, size-checked, SHA-256 recorded); print its path."""
+    from .models.download import download
 
-    def action() -> None:
-        from .models.download import download
-
-        typer.echo(str(download(name, progress=progress)))
-
-    _run(action)
+    typer.echo(str(download(name, progress=progress)))

@@ -10,6 +10,7 @@ import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .defaults import pick_device
 from .errors import GuidedinvError
 from .models.adm import ADMConfig
 from .training import CropSampler, Trainer, TrainSettings, export_safetensors
@@ -22,18 +23,6 @@ def _parse_ints(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise GuidedinvError(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GuidedinvError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GuidedinvError("--device cuda was asked for but no CUDA device is available")
-    return device
 
 
 def run_training(trainer: Trainer, quiet: bool) -> None:
@@ -71,7 +60,7 @@ def train_prior(
 
     Example: guidedinv train prior ../shared/data/train --out runs/prior --steps 20000 --crop 64
     """
-    dev = _device(device)
+    dev = pick_device(device)
     cfg = ADMConfig(model_channels=channels, num_res_blocks=res_blocks, channel_mult=_parse_ints(mult, "--mult"),
                     attention_ds=_parse_ints(attention, "--attention"), out_channels=3, head_channels=32 if attention else None,
                     num_heads=1)
