@@ -13,7 +13,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from .denoiser import NULL_LABEL, Denoiser, NetworkDenoiser, Prediction
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, GuidanceTerm, StepContext
 from .noise import NoiseSource
-from .rules import DDIM, DDPM, DPMSolverPP2M, StepRule, make_rule
+from .rules import DDIM, DDPM, DPMSolverPP2M, Renoise, StepRule, make_rule
 from .sampler import Resampling, StepInfo, build_path, sample
 from .schedule import VPSchedule, respace
 
@@ -31,6 +31,7 @@ __all__ = [
     "DDIM",
     "DDPM",
     "DPMSolverPP2M",
+    "Renoise",
     "StepRule",
     "make_rule",
     "Resampling",
