@@ -1,0 +1,128 @@
+"""One item's measurement: its recipe (own seed and scale), its mask, the measurement y (read, or
+simulated from a clean image), the operator A, the reference, and the padding restore() would use.
+
+An item alone and an item in a group are padded the same way here, by restore's own rule, so a
+group's restore() call pads nothing and each result equals the item's one-at-a-time result.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..io import check_mask, make_mask, read_image, read_mask
+from ..operators import LinearOperator, crop_to_multiple
+from ..recipes import method_settings
+from ..restore import _pad_measurement, build_operator, simulate
+from .items import IMAGE_SUFFIXES, Item, measurement_seed
+
+__all__ = ["Prepared", "check_recipe", "item_recipe", "item_mask", "prepare", "pad"]
+
+
+@dataclass
+class Prepared:
+    item: Item
+    recipe: dict[str, Any]  # the item's: its seed, its scale
+    y: torch.Tensor  # (1, C, h, w) measurement in [0, 1]
+    mask: torch.Tensor | None  # (h, w) bool, True = fill
+    operator: LinearOperator  # on the unpadded result's grid, for the consistency metric
+    reference: torch.Tensor | None  # (C, H, W) in [0, 1]
+    alpha: torch.Tensor | None  # (1, H', W') of the input, put back on the output
+    bit_depth: int  # of the output: 16 for 16-bit inputs, else 8
+    y_pad: torch.Tensor | None = None  # (1, C, h', w') padded for the network (see :func:`pad`)
+    mask_pad: torch.Tensor | None = None  # (h', w')
+    crop: Any = None  # the Crop back from the padded grid
+    factor: int = 1  # super-resolution factor
+
+    @property
+    def seed(self) -> int:
+        return int(self.recipe["seed"])
+
+    @property
+    def key(self) -> tuple:
+        """Items with equal keys share one restore() call."""
+        assert self.y_pad is not None
+        return (tuple(self.y_pad.shape[1:]), self.factor)
+
+
+def check_recipe(recipe: dict[str, Any]) -> None:
+    """Recipe mistakes are usage errors before any item runs, not a failure of every item."""
+    method_settings(recipe)
+    op = recipe["operator"]
+    if op.get("kind") == "inpaint":
+        spec = str(op.get("mask", "box"))
+        if Path(spec).suffix.lower() not in IMAGE_SUFFIXES:
+            make_mask(spec, (64, 64))
+    else:
+        build_operator(recipe, (64, 64))
+
+
+def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]:
+    """The recipe one item runs with: its own seed (so the recipe written into its output reproduces
+    it alone) and scale; without the batch-only table."""
+    out = copy.deepcopy({k: v for k, v in recipe.items() if k != "batch"})
+    out["seed"] = seed
+    if item.scale is not None:
+        if out["operator"].get("kind") != "downsample":
+            raise InputError(f"scale {item.scale} is for super-resolution recipes; this recipe's operator is "
+                             f"{out['operator'].get('kind')!r}")
+        out["operator"]["scale"] = item.scale
+    return out
+
+
+def item_mask(item: Item, recipe: dict[str, Any], hw: tuple[int, int]) -> torch.Tensor | None:
+    """The item's mask file, else the recipe's mask file or generated spec (seeded by the item's seed)."""
+    if recipe["operator"].get("kind") != "inpaint":
+        if item.mask is not None:
+            raise InputError(f"a mask was given but this recipe's operator is {recipe['operator'].get('kind')!r}")
+        return None
+    spec = str(recipe["operator"].get("mask", "box"))
+    if item.mask is not None:
+        mask = read_mask(item.mask, hw)
+    elif Path(spec).suffix.lower() in IMAGE_SUFFIXES:
+        mask = read_mask(spec, hw)
+    else:
+        mask = make_mask(spec, hw, seed=int(recipe["seed"]))
+    return check_mask(mask, item.mask or spec)
+
+
+def prepare(item: Item, recipe: dict[str, Any], seed: int, simulated: bool) -> Prepared:
+    """Read ``item`` and build its measurement (``simulated``: the input is clean, degrade it)."""
+    data = read_image(item.input)
+    recipe = item_recipe(recipe, item, seed)
+    image, alpha = data.image, data.alpha
+    sigma_y = float(recipe.get("noise", {}).get("sigma_y", 0.0))
+    factor = int(recipe["operator"].get("scale", 1)) if recipe["operator"].get("kind") == "downsample" else 1
+    reference = None
+    if simulated:
+        if factor > 1:
+            image = crop_to_multiple(image, factor)
+            alpha = None if alpha is None else crop_to_multiple(alpha, factor)
+        mask = item_mask(item, recipe, image.shape[-2:])
+        operator = build_operator(recipe, image.shape[-2:], mask)
+        y = simulate(image[None], operator, sigma_y, seed=measurement_seed(seed))
+        y = operator.AT(y) if mask is not None else y  # the visible image with the hole zeroed
+        reference = image
+    else:
+        y = image[None]
+        mask = item_mask(item, recipe, image.shape[-2:])
+        operator = build_operator(recipe, (y.shape[-2] * factor, y.shape[-1] * factor), mask)
+    if item.reference is not None:
+        reference = read_image(item.reference).image
+    size = (data.channels, y.shape[-2] * factor, y.shape[-1] * factor)
+    if reference is not None and tuple(reference.shape) != size:
+        raise InputError(f"reference {item.reference or item.input} is {reference.shape[2]}x{reference.shape[1]} "
+                         f"with {reference.shape[0]} channel(s) but the result is {size[2]}x{size[1]} with {size[0]}")
+    if not torch.isfinite(y).all():
+        raise InputError(f"{item.input}: the measurement contains NaN or infinite values")
+    return Prepared(item, recipe, y, mask, operator, reference, alpha, 16 if data.bit_depth == 16 else 8)
+
+
+def pad(p: Prepared, multiple: int) -> Prepared:
+    """Pad as restore() pads an item alone (sides a multiple of ``multiple``, the network's)."""
+    p.y_pad, p.mask_pad, p.crop, p.factor = _pad_measurement(p.recipe, p.y, p.mask, multiple)
+    return p

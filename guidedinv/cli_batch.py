@@ -1,0 +1,128 @@
+"""``guidedinv batch RECIPE INPUTS... --out DIR``: restore many images with one recipe (a thin shell
+over :mod:`guidedinv.batch`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+__all__ = ["batch_command"]
+
+
+class _Bar:
+    """A rich progress bar over items, with the steps of the group being restored beneath it."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.items = self.bar.add_task(label, total=None, visible=False)
+        self.steps = self.bar.add_task("steps", total=None, visible=False)
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.items, total=total, visible=True)
+        self.bar.start()
+
+    def advance(self, count: int) -> None:
+        self.bar.advance(self.items, count)
+
+    def step(self, index: int, num_steps: int) -> None:
+        self.bar.update(self.steps, total=num_steps, completed=index + 1, visible=True)
+
+    def failed(self, item_id: str, message: str) -> None:
+        self.bar.console.print(f"guidedinv: item {item_id} failed: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+class _Quiet:
+    def start(self, total: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def step(self, index: int, num_steps: int) -> None: ...
+    def stop(self) -> None: ...
+
+    def failed(self, item_id: str, message: str) -> None:
+        typer.echo(f"guidedinv: item {item_id} failed: {message}", err=True)
+
+
+def batch_command(
+    recipe: str = typer.Argument(..., help="Task name (inpaint, superres, deblur, denoise) or a recipe .toml file."),
+    inputs: Optional[List[str]] = typer.Argument(
+        None, show_default=False,
+        help="Image files, folders (searched recursively) or quoted glob patterns like 'photos/**/*.jpg'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one PNG per item, recipe.toml and report.json."),
+    manifest: Optional[Path] = typer.Option(
+        None, "--manifest", "-m", show_default="none",
+        help="CSV (with a header) or JSON Lines file of items; fields: input, mask, scale, seed, reference, output, id."),
+    model: Optional[str] = typer.Option(
+        None, "--model", show_default="the recipe's model",
+        help="The prior: 'default' (embedded), a registry name or a checkpoint file."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps; under torchrun auto is cuda:LOCAL_RANK."),
+    dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
+                                   help="Images of the same (padded) size restored together in one network call."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", show_default="none",
+        help="Override a recipe setting, KEY=VALUE (repeatable), e.g. --set method=ddnm --set seed=3."),
+    simulate: bool = typer.Option(
+        False, "--simulate", show_default="off",
+        help="Inputs are clean images: degrade them with the recipe (seeded per item) and score against them."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress bar and no summary; item failures still print."),
+    force: bool = typer.Option(
+        False, "--force", show_default="off", help="Accept an output folder made with a different recipe (its items are redone)."),
+) -> None:
+    """Restore many images with one recipe into an output folder; resumable, with a JSON report.
+
+    Items already complete in the output folder are skipped, so rerunning the same command resumes an interrupted batch. Each item has its own seed (the manifest's, else a hash of the recipe's seed and the item id), so results do not depend on order, batch size or the number of processes. Outputs are named after the item id (its path relative to the folder or glob it came from, or the manifest's output field).
+
+    Examples:
+
+        guidedinv batch inpaint photos/ -o filled/ --set operator.mask=half
+
+        guidedinv batch superres --manifest items.csv --out big/ --batch-size 8
+
+        guidedinv batch deblur 'clean/*.png' --out eval/ --simulate
+
+        torchrun --nproc_per_node=4 -m guidedinv batch denoise scans/ --out clean/
+
+    Exit codes: 0 every item done; 1 some items failed (see report.json); 2 usage or input error (nothing ran); 3 the model could not be loaded; 4 a download failed; 130 interrupted (finished items are kept).
+    """
+    from .batch import collect_items, join, run_batch
+    from .defaults import load_prior
+    from .recipes import apply_overrides, load_recipe
+
+    ranks = None
+    bar: _Bar | _Quiet = _Quiet()
+    try:
+        ranks = join()
+        resolved = load_recipe(recipe)
+        if model is not None:
+            resolved["model"] = model
+        resolved = apply_overrides(resolved, list(set_ or []))
+        if Path(str(resolved.get("model", "default"))).is_file():
+            resolved["model"] = str(Path(str(resolved["model"])).resolve())
+        items = collect_items(list(inputs or []), manifest, exclude=out)
+        if device == "auto" and ranks.world > 1:
+            import torch
+
+            device = f"cuda:{ranks.local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "auto"
+        if not quiet and ranks.rank == 0:
+            bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
+        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype), out,
+                           batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar)
+    except KeyboardInterrupt:
+        typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    finally:  # a GuidedinvError goes on to the app's handler: one line and its exit code
+        bar.stop()
+        if ranks is not None:
+            ranks.close()
+    if not quiet and ranks.rank == 0:
+        total = result.done + result.skipped + result.failed
+        typer.echo(f"{result.done} restored, {result.skipped} already done, {result.failed} failed of {total} items "
+                   f"-> {result.report}")
+    raise typer.Exit(result.exit_code)
