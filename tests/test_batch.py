@@ -1,0 +1,212 @@
+"""``guidedinv batch`` end to end on tiny images with a tiny untrained ADM UNet: outputs and report,
+independence from the batch size, bad items, kill -9 and resume, a 2-rank torchrun, and a folder
+that refuses a different recipe."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from guidedinv.batch import collect_items, item_seed
+from guidedinv.cli import run
+from guidedinv.io import TEMP_SUFFIX, read_image
+from guidedinv.models.adm import ADMConfig, build_network
+from guidedinv.training import export_safetensors
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+STEPS = ["--set", 'methods.diffpir.steps="4"']
+
+
+def _save(path: Path, shape: tuple[int, ...], seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("batch")
+    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), out_channels=3, head_channels=None)
+    torch.manual_seed(0)
+    export_safetensors(build_network(cfg), cfg, d / "tiny.safetensors", schedule="linear", prediction="v", kind="prior")
+    # 15x16 pads to 16x16 (the network needs even sides), so it shares a group with the 16x16 ones
+    shapes = [(16, 16, 3), (15, 16, 3), (16, 16, 3), (20, 24, 3), (16, 16, 3)]
+    for i, shape in enumerate(shapes):
+        _save(d / "photos" / f"p{i}.png", shape, i)
+    _save(d / "photos" / "sub" / "grey.png", (16, 16), 9)
+    for i, shape in enumerate(shapes):
+        mask = np.zeros(shape[:2], np.uint8)
+        mask[i : i + 6, 2 * i : 2 * i + 5] = 255
+        Image.fromarray(mask).save(d / f"mask{i}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / "small_mask.png")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    for i in range(6):
+        _save(d / "many" / f"m{i}.png", (32, 32, 3), 20 + i)
+    return d
+
+
+def batch(monkeypatch, capsys, work: Path, *args: str) -> tuple[int, str, str]:
+    """``guidedinv batch ...`` in this process (the console entry point); exit code, stdout, stderr."""
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["guidedinv", "batch", *args, "--model", "tiny.safetensors"])
+    with pytest.raises(SystemExit) as stop:
+        run()
+    out = capsys.readouterr()
+    return int(stop.value.code or 0), out.out, out.err
+
+
+def report(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im).copy()
+
+
+def test_a_folder_gives_every_output_and_a_report_with_metrics(work, monkeypatch, capsys):
+    code, out, err = batch(monkeypatch, capsys, work, "denoise", "photos", "--out", "den", "--simulate", *STEPS)
+    assert code == 0, err
+    assert "6 restored, 0 already done, 0 failed of 6 items" in out
+    rep = report(work / "den")
+    assert rep["summary"]["done"] == 6 and rep["summary"]["mean_psnr"] > 10
+    ids = [r["id"] for r in rep["items"]]
+    assert ids == ["p0.png", "p1.png", "p2.png", "p3.png", "p4.png", "sub/grey.png"]
+    for rec in rep["items"]:
+        assert rec["status"] == "done" and rec["error"] is None and rec["seconds"] >= 0
+        assert 10 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1 and 0 <= rec["consistency"] < 1
+        source, result = read_image(work / "photos" / rec["id"]), read_image(work / "den" / rec["output"])
+        assert result.image.shape == source.image.shape  # grey stays grey, 15x16 is cropped back
+        assert result.metadata["guidedinv:item"] == rec["id"] and result.metadata["guidedinv:seed"] == str(rec["seed"])
+    items = collect_items([str(work / "photos")])
+    assert [item_seed(i, 0) for i in items] == [r["seed"] for r in rep["items"]]
+    assert "[batch]" in (work / "den" / "recipe.toml").read_text()
+
+
+def test_a_manifest_sets_scale_seed_output_and_reference(work, monkeypatch, capsys):
+    _save(work / "ref.png", (32, 32, 3), 40)
+    with Image.open(work / "ref.png") as im:
+        im.resize((16, 16), Image.BICUBIC).save(work / "lr.png")
+    (work / "sr.csv").write_text("input,scale,seed,output,reference\nlr.png,2,7,big/x2.png,ref.png\n"
+                                 "photos/p0.png,4,,x4.png,\n")
+    code, _, err = batch(monkeypatch, capsys, work, "superres", "--manifest", "sr.csv", "--out", "sr", "-q",
+                         "--set", 'methods.diffpir.steps="3"')
+    assert code == 0, err
+    recs = {r["id"]: r for r in report(work / "sr")["items"]}
+    assert recs["big/x2.png"]["seed"] == 7 and recs["big/x2.png"]["psnr"] is not None
+    assert recs["x4.png"]["psnr"] is None and recs["x4.png"]["consistency"] is not None
+    assert read_image(work / "sr" / "big" / "x2.png").size == (32, 32)
+    assert read_image(work / "sr" / "x4.png").size == (64, 64)
+
+
+def test_batch_size_does_not_change_any_output(work, monkeypatch, capsys):
+    rows = [{"input": f"photos/p{i}.png", "mask": f"mask{i}.png", "id": f"item{i}"} for i in (0, 1, 2, 4)]
+    (work / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outputs = {}
+    for size in ("1", "3"):
+        code, _, err = batch(monkeypatch, capsys, work, "inpaint", "--manifest", "items.jsonl", "--out", f"bs{size}",
+                             "--batch-size", size, "-q", *STEPS)
+        assert code == 0, err
+        outputs[size] = {r["id"]: pixels(work / f"bs{size}" / r["output"]) for r in report(work / f"bs{size}")["items"]}
+    assert outputs["1"].keys() == outputs["3"].keys() == {"item0", "item1", "item2", "item4"}
+    for key in outputs["1"]:
+        assert np.array_equal(outputs["1"][key], outputs["3"][key]), key
+    # the per-item masks were used: the known pixels of each item are its input's
+    known = np.asarray(Image.open(work / "mask0.png")) < 128
+    assert np.abs(outputs["3"]["item0"][known].astype(int) - pixels(work / "photos" / "p0.png")[known]).max() <= 1
+
+
+def test_a_bad_item_is_reported_and_skipped_with_exit_code_1(work, monkeypatch, capsys):
+    rows = "input,mask\nphotos/p0.png,mask0.png\ncorrupt.png,mask1.png\nphotos/p2.png,small_mask.png\nmissing.png,\n"
+    (work / "bad.csv").write_text(rows)
+    code, out, err = batch(monkeypatch, capsys, work, "inpaint", "--manifest", "bad.csv", "--out", "bad", *STEPS)
+    assert code == 1
+    assert "1 restored, 0 already done, 3 failed of 4 items" in out
+    recs = {r["id"]: r for r in report(work / "bad")["items"]}
+    assert recs["photos/p0.png"]["status"] == "done"
+    for key, needle in [("corrupt.png", "corrupt"), ("photos/p2.png", "mask is 8x8"), ("missing.png", "not found")]:
+        assert recs[key]["status"] == "failed" and needle in recs[key]["error"] and "\n" not in recs[key]["error"]
+        assert f"item {key} failed" in err
+    assert sorted(p.name for p in (work / "bad").rglob("*.png")) == ["p0.png"]
+
+
+def test_a_different_recipe_is_refused_unless_forced(work, monkeypatch, capsys):
+    args = ("denoise", "photos/p0.png", "--out", "same", "-q")
+    assert batch(monkeypatch, capsys, work, *args, *STEPS)[0] == 0
+    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.diffpir.steps="3"')
+    assert code == 2 and "different recipe" in err and "methods.diffpir.steps" in err and len(err.strip().splitlines()) == 1
+    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.diffpir.steps="3"', "--force")
+    assert code == 0, err
+    assert report(work / "same")["items"][0]["status"] == "done"  # redone with the new recipe, not skipped
+    assert 'steps = "3"' in (work / "same" / "recipe.toml").read_text()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["denoise", "--out", "u1"], "no inputs"),
+    (["denoise", "nothing/*.png", "--out", "u2"], "matches no image files"),
+    (["denoise", "photos/p0.png", "photos/sub/../p0.png", "photos/p1.png", "--out", "u3", "--manifest", "dup.csv"], "share the id"),
+    (["denoise", "--manifest", "unknown.csv", "--out", "u4"], "unknown field"),
+    (["denoise", "photos", "--out", "u5", "--set", "method=magic"], "unknown method"),
+])
+def test_usage_errors_are_one_line_and_exit_code_2(work, monkeypatch, capsys, args, needle):
+    (work / "dup.csv").write_text("input,id\nphotos/p2.png,p1.png\n")
+    (work / "unknown.csv").write_text("input,colour\nphotos/p0.png,red\n")
+    code, _, err = batch(monkeypatch, capsys, work, *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (work / args[args.index("--out") + 1] / "report.json").exists()
+
+
+def test_kill_9_then_resume_loses_nothing_and_redoes_nothing(work):
+    out = work / "killed"
+    cmd = [sys.executable, "-m", "guidedinv", "batch", "denoise", "many", "--out", str(out), "--model", "tiny.safetensors",
+           "--batch-size", "1", "-q", "--set", 'methods.diffpir.steps="20"']
+    proc = subprocess.Popen(cmd, cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(out.glob("m*.png")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("m*.png")}
+    assert 1 <= len(before) < 6, "the batch should be killed part-way"
+    for name in before:  # whatever was written is complete
+        assert read_image(out / name).size == (32, 32)
+    (out / f".m5.png.0123456789ab{TEMP_SUFFIX}").write_bytes(b"\x89PNG half")  # as if killed while writing
+    again = subprocess.run(cmd, cwd=work, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    recs = {r["id"]: r for r in report(out)["items"]}
+    assert len(recs) == 6 and all(r["status"] in ("done", "skipped") for r in recs.values())
+    assert {k for k, r in recs.items() if r["status"] == "skipped"} == set(before)
+    assert all(recs[k]["psnr"] is None and recs[k]["consistency"] is not None for k in recs)
+    assert {name: (out / name).stat().st_mtime_ns for name in before} == before  # not recomputed
+    for k in recs:
+        assert read_image(out / k).size == (32, 32)
+    assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_two_rank_torchrun_does_every_item_exactly_once(work):
+    out = work / "ranks"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "guidedinv",
+           "batch", "denoise", "photos", "--out", str(out), "--model", "tiny.safetensors", "--simulate", *STEPS]
+    done = subprocess.run(cmd, cwd=work, env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the counts are summed over the ranks: an item done twice would make more than 6
+    assert "6 restored, 0 already done, 0 failed of 6 items" in done.stdout
+    rep = report(out)
+    assert rep["world_size"] == 2 and rep["summary"]["done"] == 6
+    ids = [r["id"] for r in rep["items"]]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert [r["rank"] for r in rep["items"]] == [0, 1, 0, 1, 0, 1]  # items[rank::2]
+    assert not (out / "report.parts").exists()
+    single = work / "den"  # the one-process run of the first test: the same results
+    if (single / "report.json").exists():
+        for rec in rep["items"]:
+            assert np.array_equal(pixels(out / rec["output"]), pixels(single / rec["output"]))
