@@ -210,3 +210,21 @@ def test_two_rank_torchrun_does_every_item_exactly_once(work):
     if (single / "report.json").exists():
         for rec in rep["items"]:
             assert np.array_equal(pixels(out / rec["output"]), pixels(single / rec["output"]))
+
+
+def test_ranks_without_a_process_group_merge_their_parts(work):
+    """WORLD_SIZE/RANK set by a launcher without MASTER_ADDR: no barrier; each rank merges at its end."""
+    from guidedinv.batch import Ranks, run_batch
+    from guidedinv.defaults import load_prior
+    from guidedinv.recipes import apply_overrides, load_recipe
+
+    recipe = apply_overrides(load_recipe("denoise"), ['methods.diffpir.steps="2"', f'model="{work / "tiny.safetensors"}"'])
+    items = collect_items([str(work / "photos")])
+    prior = load_prior(str(work / "tiny.safetensors"), "cpu")
+    first = run_batch(items, recipe, prior, work / "parts", ranks=Ranks(1, 2))
+    assert (first.done, first.failed) == (3, 0)
+    assert {r["status"] for r in report(work / "parts")["items"]} == {"pending", "done"}  # rank 0 has not run yet
+    second = run_batch(items, recipe, prior, work / "parts", ranks=Ranks(0, 2))
+    assert (second.done, second.failed) == (3, 0)
+    recs = report(work / "parts")["items"]
+    assert [r["status"] for r in recs] == ["done"] * 6 and [r["rank"] for r in recs] == [0, 1, 0, 1, 0, 1]
