@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import typer
 
 from . import __version__
+from .batch.items import measurement_seed
 from .defaults import load_prior
 from .errors import InputError
 from .io import check_mask, make_mask, read_image, read_mask, write_image
@@ -163,7 +164,7 @@ def restore_file(task: str, **o: Any) -> Path:
         if task == "superres":
             image = crop_to_multiple(image, int(recipe["operator"]["scale"]))
         operator = build_operator(recipe, tuple(image.shape[-2:]), mask)
-        y = simulate(image, operator, sigma_y, seed=int(recipe["seed"]))
+        y = simulate(image, operator, sigma_y, seed=measurement_seed(int(recipe["seed"])))
         if task == "inpaint":
             y = operator.AT(y)  # the visible image with the hole zeroed, as a user would have it
     else:

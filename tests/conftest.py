@@ -30,6 +30,18 @@ def mixture3() -> GaussianMixturePrior:
     return GaussianMixturePrior([0.5, 0.3, 0.2], means, covs)
 
 
+def save_tiny_prior(path) -> None:
+    """A tiny untrained v-prediction ADM prior in the embedded models' file format (seeded)."""
+    from guidedinv.models.adm import ADMConfig, build_network
+    from guidedinv.training import export_safetensors
+
+    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), out_channels=3, head_channels=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = build_network(cfg)
+    export_safetensors(net, cfg, path, schedule="linear", prediction="v", kind="prior")
+
+
 def empirical_cov(x: torch.Tensor) -> torch.Tensor:
     x = x.reshape(x.shape[0], -1)
     centred = x - x.mean(0)

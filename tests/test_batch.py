@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from guidedinv.batch import collect_items, item_seed
 from guidedinv.cli import run
 from guidedinv.io import TEMP_SUFFIX, read_image
-from guidedinv.models.adm import ADMConfig, build_network
-from guidedinv.training import export_safetensors
+from conftest import save_tiny_prior
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 STEPS = ["--set", 'methods.diffpir.steps="4"']
@@ -34,9 +32,7 @@ def _save(path: Path, shape: tuple[int, ...], seed: int) -> None:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("batch")
-    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), out_channels=3, head_channels=None)
-    torch.manual_seed(0)
-    export_safetensors(build_network(cfg), cfg, d / "tiny.safetensors", schedule="linear", prediction="v", kind="prior")
+    save_tiny_prior(d / "tiny.safetensors")
     # 15x16 pads to 16x16 (the network needs even sides), so it shares a group with the 16x16 ones
     shapes = [(16, 16, 3), (15, 16, 3), (16, 16, 3), (20, 24, 3), (16, 16, 3)]
     for i, shape in enumerate(shapes):

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from guidedinv.cli import run
-from guidedinv.models.adm import ADMConfig, build_network
-from guidedinv.training import export_safetensors
+from conftest import save_tiny_prior
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -23,9 +21,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cli")
-    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), out_channels=3, head_channels=None)
-    torch.manual_seed(0)
-    export_safetensors(build_network(cfg), cfg, d / "tiny.safetensors", schedule="linear", prediction="v", kind="prior")
+    save_tiny_prior(d / "tiny.safetensors")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(d / "rgb.png")
     Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(d / "grey.png")
