@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TASKS", "load_recipe", "apply_overrides", "method_settings", "dump_toml", "recipe_dir"]
+__all__ = ["TASKS", "BASELINES", "load_recipe", "apply_overrides", "method_settings", "dump_toml", "recipe_dir"]
 
 TASKS = ("inpaint", "superres", "deblur", "denoise")
 METHOD_KEYS = {
@@ -30,6 +30,18 @@ METHOD_KEYS = {
     "repaint": {"rule", "eta", "zeta", "steps", "jump_length", "jump_n_sample", "scale"},
     "dps": {"rule", "zeta", "eta", "steps"},
 }
+# Classical methods (guidedinv.baselines): the operator kinds each solves and its settings. They make
+# no network evaluation; method_settings reports steps = 0 for them.
+BASELINES = {
+    "bicubic": (("downsample",), set()),
+    "lanczos": (("downsample",), set()),
+    "wiener": (("blur",), {"balance"}),
+    "richardson_lucy": (("blur",), {"iterations"}),
+    "tv_deconv": (("blur",), {"weight", "iterations"}),
+    "biharmonic": (("inpaint",), set()),
+    "tv_denoise": (("identity",), {"weight"}),
+}
+METHOD_KEYS.update({name: keys for name, (_, keys) in BASELINES.items()})
 
 
 def recipe_dir() -> Path:
@@ -102,10 +114,15 @@ def method_settings(recipe: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"unknown method {method!r}; choose from {', '.join(METHOD_KEYS)}")
     if method == "repaint" and recipe["operator"].get("kind") != "inpaint":
         raise InputError("method 'repaint' replaces known pixels, so it works for inpainting only")
+    if method in BASELINES and recipe["operator"].get("kind") not in BASELINES[method][0]:
+        tasks = {"downsample": "superres", "blur": "deblur", "inpaint": "inpaint", "identity": "denoise"}
+        raise InputError(f"method {method!r} works for {' and '.join(tasks[k] for k in BASELINES[method][0])} only")
     settings = dict(recipe.get("methods", {}).get(method, {}))
     unknown = set(settings) - METHOD_KEYS[method]
     if unknown:
         raise InputError(f"method {method!r} has no setting(s) {', '.join(sorted(unknown))}")
+    if method in BASELINES:
+        return {**settings, "steps": 0}
     if "steps" not in settings:
         raise InputError(f"recipe: methods.{method}.steps is missing")
     return settings

@@ -19,7 +19,7 @@ from .guidance import DPS, GuidanceTerm, Projection, Proximal, Replacement
 from .io import from_model_range, make_mask, pad_to_multiple, to_model_range
 from .noise import NoiseSource
 from .operators import Blur, Downsample, GaussianNoise, Identity, Inpainting, LinearOperator
-from .recipes import method_settings
+from .recipes import BASELINES, method_settings
 from .rules import StepRule, make_rule
 from .sampler import Resampling, StepInfo, sample
 
@@ -137,7 +137,7 @@ def _gcd(a: int, b: int) -> int:
 
 
 def restore(
-    denoiser: Denoiser,
+    denoiser: Denoiser | None,
     recipe: dict[str, Any],
     y: torch.Tensor,
     *,
@@ -151,6 +151,8 @@ def restore(
     generated mask). seeds: one per image (default recipe seed + index): each image's result
     depends on its own seed only.
     Returns (B, C, H, W) in [0, 1], H x W the unknown image's size (h x w times the SR scale).
+    A classical method (recipes.BASELINES: bicubic, wiener, ...) runs guidedinv.baselines instead of
+    the sampler; it needs no denoiser (None is fine) and ignores seeds and callback.
     """
     if y.ndim != 4 or y.shape[1] not in (1, 3):
         raise InputError(f"measurements must be (B, 1 or 3, H, W), got {tuple(y.shape)}")
@@ -162,6 +164,10 @@ def restore(
         raise InputError(f"{len(seeds)} seeds for {batch} images")
     if mask is not None and mask.ndim == 3 and mask.shape[0] != batch:
         raise InputError(f"{mask.shape[0]} masks for {batch} images; give one (h, w) mask or one per image")
+    if recipe["method"] in BASELINES:
+        from .baselines import run_baseline
+
+        return run_baseline(recipe, y, mask=mask)
     device = next((p.device for p in denoiser.parameters()), y.device)
     y = y.to(device, torch.float32)
     if mask is None and recipe["operator"].get("kind") == "inpaint":
