@@ -9,6 +9,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import GuidedinvError
 from .cli_batch import batch_command
+from .cli_bench import bench_command
 from .cli_models import models_app
 from .cli_restore import register_restore_commands
 from .cli_train import train_app
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 
 app.add_typer(train_app, name="train")
 register_restore_commands(app)
+app.command("bench")(bench_command)
 app.command("batch")(batch_command)
 
 
