@@ -309,13 +309,15 @@ RANDOM_TINY = "random-tiny"
 
 
 def random_tiny_model(folder: Path, device: torch.device) -> tuple[Denoiser, dict[str, Any]]:
-    """An UNTRAINED, seeded tiny ADM UNet (32 channels, levels 1-2, one res block): it exercises the
-    harness and nothing else; its quality numbers are meaningless."""
+    """An UNTRAINED, seeded small ADM UNet (32 channels, levels 1,2,2,2, one res block per level, no
+    attention but the middle block's; about 60 % of the default prior's time per call): it
+    exercises the harness and nothing else; its quality numbers are meaningless."""
     from .defaults import load_prior
     from .models.adm import ADMConfig, build_network
     from .training import export_safetensors
 
-    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_ds=(), out_channels=3, head_channels=None)
+    cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2, 2, 2), attention_ds=(), out_channels=3,
+                    head_channels=None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = build_network(cfg)
@@ -529,7 +531,7 @@ def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS
     return buffer.getvalue()
 
 
-SUMMARY_COLUMNS = ["dataset", "task", "method", "nfe_budget", "images", "nfe", "backward", "psnr", "ssim", "lpips",
+SUMMARY_COLUMNS = ["dataset", "task", "method", "nfe_budget", "steps", "images", "nfe", "backward", "psnr", "ssim", "lpips",
                    "consistency", "seconds", "peak_mem_mb"]
 
 
@@ -545,7 +547,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             return sum(vals) / len(vals) if vals else None
 
         mems = [r["peak_mem_mb"] for r in items if not math.isnan(r["peak_mem_mb"])]
-        out.append({"dataset": dataset, "task": task, "method": method, "nfe_budget": budget, "images": len(items),
+        out.append({"dataset": dataset, "task": task, "method": method, "nfe_budget": budget, "steps": items[0]["steps"],
+                    "images": len(items),
                     "nfe": mean("nfe"), "backward": mean("backward"), "psnr": mean("psnr"), "ssim": mean("ssim"),
                     "lpips": mean("lpips"), "consistency": mean("consistency"), "seconds": mean("seconds"),
                     "peak_mem_mb": max(mems) if mems else float("nan")})
@@ -559,15 +562,15 @@ def markdown_tables(summary: Sequence[dict[str, Any]]) -> str:
         items = [r for r in summary if r["task"] == task]
         best = {d: max((r["psnr"] for r in items if r["dataset"] == d), default=None) for d in {r["dataset"] for r in items}}
         lines += [f"### {task}: {TASKS[task].about}" if task in TASKS else f"### {task}", "",
-                  "| dataset | method | NFE (fwd + bwd) | images | PSNR (dB) | SSIM | LPIPS | ||Ax-y||/||y|| | s / image | peak MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| dataset | method | steps | NFE (fwd + bwd) | images | PSNR (dB) | SSIM | LPIPS | ‖Ax−y‖/‖y‖ | s / image | peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in items:
             nfe = "0" if not r["nfe"] else f"{r['nfe']:.0f}" + (f" + {r['backward']:.0f}" if r["backward"] else "")
             psnr_txt = f"{r['psnr']:.2f}"
             if best[r["dataset"]] is not None and r["psnr"] == best[r["dataset"]]:
                 psnr_txt = f"**{psnr_txt}**"
             lp = "–" if r["lpips"] is None else f"{r['lpips']:.3f}"
-            lines.append(f"| {r['dataset']} | {r['method']} | {nfe} | {r['images']} | {psnr_txt} | {r['ssim']:.3f} | {lp} | "
+            lines.append(f"| {r['dataset']} | {r['method']} | {r['steps'] or '–'} | {nfe} | {r['images']} | {psnr_txt} | {r['ssim']:.3f} | {lp} | "
                          f"{r['consistency']:.3g} | {r['seconds']:.2f} | {r['peak_mem_mb']:.0f} |")
         lines.append("")
     return "\n".join(lines)
@@ -685,7 +688,8 @@ def doc_page(result: BenchResult, tables: str, notes: Sequence[str], plots: Sequ
         "",
     ]
     for note in notes:
-        lines.append(f"- Note: {note}")
+        if not note.startswith("UNTRAINED"):  # said above, in bold
+            lines.append(f"- Note: {note}")
     lines += ["", "Protocol details, baselines' settings and how to rerun: `guidedinv bench --help`, guidedinv/bench.py, "
               "guidedinv/baselines.py, guidedinv/metrics.py.", "", "## Results (means over images)", "", tables]
     if plots:

@@ -116,7 +116,7 @@ def test_bench_writes_the_tables_and_reruns_agree(folder, tmp_path):
     assert all(float(r["seconds"]) > 0 for r in rows)
 
     summary = (tmp_path / "a" / "summary.md").read_text()
-    assert "### superres4" in summary and "| tinyset | dps | 1 + 1 |" in summary
+    assert "### superres4" in summary and "| tinyset | dps | 1 | 1 + 1 |" in summary
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["model"]["untrained"] and config["images"][0]["crop"] == [4, 6, 32, 32]
     assert config["tasks"]["deblur-gauss"]["recipe"]["operator"]["boundary"] == "circular"
@@ -142,7 +142,7 @@ def test_bench_command_line(folder, tmp_path, monkeypatch):
             "--out", "out", "-q"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "| tinyset | tv_denoise | 0 | 1 |" in result.output
+    assert "| tinyset | tv_denoise | – | 0 | 1 |" in result.output
     assert len(read_csv(tmp_path / "out" / "results.csv")) == 1
     bad = CliRunner().invoke(app, ["bench", str(folder), "--set", "operator.nonsense=1", "--tasks", "denoise", "-q"])
     assert bad.exit_code == 2 and "no such setting" in bad.stderr

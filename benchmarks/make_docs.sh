@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Regenerate docs/benchmarks.md and docs/speed_profile.md: the one command to rerun.
+#
+#   bash benchmarks/make_docs.sh
+#
+# Uses the embedded default prior when guidedinv/weights/natural-prior.safetensors exists, else an
+# untrained seeded network (labelled as such on the page). CPU-sized: 2 crops per dataset, NFE 20
+# and 50 for DiffPIR and DDNM, 20 for DPS and RePaint (about 1000 network calls per image: roughly
+# 20 minutes per image for the default prior on one CPU thread). On a GPU, pass a bigger protocol:
+#   LIMIT=0 NFE=20,50,100 DPS_NFE=20,50,100 REPAINT_NFE=20,50,100 DEVICE=cuda bash benchmarks/make_docs.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+DATA="${DATA:-../shared/data/val}"
+MODEL="${MODEL:-default}"
+if [ "$MODEL" = default ] && [ ! -f guidedinv/weights/natural-prior.safetensors ]; then
+    echo "make_docs: guidedinv/weights/natural-prior.safetensors is missing: using an untrained random network" >&2
+    MODEL=random-tiny
+fi
+guidedinv bench "$DATA/cbsd68" "$DATA/set14" --limit "${LIMIT:-2}" \
+    --tasks superres4,deblur-gauss,deblur-motion,inpaint-box,inpaint-random \
+    --nfe "${NFE:-20,50}" --method-nfe "dps=${DPS_NFE:-20}" --method-nfe "repaint=${REPAINT_NFE:-20}" \
+    --model "$MODEL" --device "${DEVICE:-cpu}" --out runs/bench-docs --doc docs/benchmarks.md
+python benchmarks/speed_profile.py --size 256 --steps 10 --device "${DEVICE:-cpu}" --doc docs/speed_profile.md
