@@ -10,6 +10,7 @@
 #   LIMIT=0 NFE=20,50,100 DPS_NFE=20,50,100 REPAINT_NFE=20,50,100 DEVICE=cuda bash benchmarks/make_docs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DATA="${DATA:-../shared/data/val}"
 MODEL="${MODEL:-default}"

@@ -36,9 +36,9 @@ import io
 import json
 import math
 import platform
-import sys
 import threading
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,7 +432,9 @@ def run_bench(
     with tempfile.TemporaryDirectory() as tmp:
         denoiser, model_info = load_bench_model(model, dev, Path(work or tmp)) if needs_net else (None, {"source": None})
     counter = CountingDenoiser(denoiser) if denoiser is not None else None
-    lpips_reason = lpips_status()[1] if use_lpips else "LPIPS not asked for (--no-lpips)"
+    with warnings.catch_warnings():  # the reason goes into the notes, said once by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lpips_reason = lpips_status()[1] if use_lpips else "LPIPS not asked for (--no-lpips)"
     if lpips_reason:
         notes.append(lpips_reason)
     if model_info.get("untrained"):

@@ -6,7 +6,6 @@ import math
 import sys
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
