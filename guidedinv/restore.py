@@ -16,7 +16,7 @@ import torch
 from .denoiser import Denoiser
 from .errors import InputError
 from .guidance import DPS, GuidanceTerm, Projection, Proximal, Replacement
-from .io import from_model_range, make_mask, pad_to_multiple, to_model_range
+from .io import from_model_range, make_mask, pad_sides, pad_to_multiple, to_model_range
 from .noise import NoiseSource
 from .operators import Blur, Downsample, GaussianNoise, Identity, Inpainting, LinearOperator
 from .recipes import BASELINES, method_settings
@@ -63,8 +63,14 @@ def _kernel(spec: str, size: int, boundary: str) -> Blur:
     return Blur.from_file(path, key or None, boundary=boundary)
 
 
-def build_operator(recipe: dict[str, Any], hw: tuple[int, int], mask: torch.Tensor | None = None) -> LinearOperator:
+def build_operator(
+    recipe: dict[str, Any], hw: tuple[int, int], mask: torch.Tensor | None = None, for_solver: bool = False
+) -> LinearOperator:
     """The recipe's operator for an unknown image of size ``hw`` = (H, W).
+
+    A blur with boundary "padded" is the physical reflect-boundary blur (what simulation, metrics
+    and classical baselines use), except with ``for_solver`` (restore() only): there it is the
+    circular model of a canvas that restore() has reflect-padded by the kernel radius.
 
     mask: for inpainting, a bool (H, W) tensor, True = fill, or (B, 1, H, W) for one mask per image;
     when None the recipe's generated mask spec is used (seeded by the recipe's seed).
@@ -81,7 +87,12 @@ def build_operator(recipe: dict[str, Any], hw: tuple[int, int], mask: torch.Tens
         scale = op.get("scale", 4)
         return Downsample(scale, op.get("mode", "bicubic"))
     if kind == "blur":
-        return _kernel(op.get("kernel", "gaussian:3.0"), int(op.get("size", 61)), op.get("boundary", "reflect"))
+        boundary = op.get("boundary", "reflect")
+        # "padded": the measurement has been reflect-padded by the kernel radius (restore() does it),
+        # so the fast circular model (FFT closed forms) only wraps inside that margin
+        if boundary == "padded":
+            boundary = "circular" if for_solver else "reflect"
+        return _kernel(op.get("kernel", "gaussian:3.0"), int(op.get("size", 61)), boundary)
     if kind == "identity":
         return Identity()
     raise InputError(f"unknown operator kind {kind!r}; choose from inpaint, downsample, blur, identity")
@@ -173,13 +184,17 @@ def restore(
     if mask is None and recipe["operator"].get("kind") == "inpaint":
         hw = (y.shape[-2], y.shape[-1])
         mask = make_mask(str(recipe["operator"].get("mask", "box")), hw, seed=int(recipe.get("seed", 0)))
+    margin = None
+    if recipe["operator"].get("kind") == "blur" and recipe["operator"].get("boundary") == "padded":
+        kh, kw = build_operator(recipe, (1, 1)).kernel.shape
+        y, margin = pad_sides(y, kh // 2, kh // 2, kw // 2, kw // 2, mode="reflect")
     y_pad, mask_pad, crop, factor = _pad_measurement(recipe, y, mask, size_multiple(denoiser))
     if channels == 1:
         y_pad = y_pad.expand(-1, 3, -1, -1)
     hw = (y_pad.shape[-2] * factor, y_pad.shape[-1] * factor)
     if mask_pad is not None and mask_pad.ndim == 3:
         mask_pad = mask_pad.unsqueeze(1)  # (B, 1, H, W): Inpainting reads a 3-D mask as per channel
-    operator = build_operator(recipe, hw, None if mask_pad is None else mask_pad.to(device))
+    operator = build_operator(recipe, hw, None if mask_pad is None else mask_pad.to(device), for_solver=True)
     y_model = operator.to_model_range(y_pad)
     plan = plan_method(recipe, operator, y_model)
     x = sample(denoiser, (batch, 3, *hw), NoiseSource.from_seeds(seeds), steps=plan.steps, rule=plan.rule,
@@ -187,4 +202,5 @@ def restore(
     x = from_model_range(x)
     if channels == 1:
         x = x.mean(1, keepdim=True)
-    return crop.scaled(factor)(x) if factor != 1 else crop(x)
+    x = crop.scaled(factor)(x) if factor != 1 else crop(x)
+    return margin(x) if margin is not None else x

@@ -119,3 +119,12 @@ def test_grey_rgba_and_16_bit_inputs_are_restored_in_their_own_format(work, monk
             assert np.array_equal(np.asarray(im)[..., 3], np.asarray(Image.open(work / name))[..., 3])
         if name == "deep.png":
             assert im.mode.startswith("I;16") or im.mode == "I"
+
+
+def test_padded_blur_is_the_reflect_model_for_simulation_and_fft_for_the_solver(work):
+    from guidedinv.recipes import apply_overrides, load_recipe
+    from guidedinv.restore import build_operator
+
+    recipe = apply_overrides(load_recipe("deblur"), ['operator.boundary="padded"', "operator.size=7"])
+    assert build_operator(recipe, (20, 24)).boundary == "reflect"
+    assert build_operator(recipe, (20, 24), for_solver=True).boundary == "circular"

@@ -9,7 +9,7 @@ and crops back exactly (``tensors``).
 """
 from .masks import MASK_SPECS, check_mask, make_mask, read_mask
 from .read import ACCEPTED_FORMATS, ImageData, read_image
-from .tensors import PAD_MODES, Crop, from_model_range, pad_to_multiple, to_model_range
+from .tensors import PAD_MODES, Crop, from_model_range, pad_sides, pad_to_multiple, to_model_range
 from .write import TEMP_SUFFIX, atomic_write_bytes, encode_png, write_image
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PAD_MODES",
     "Crop",
     "pad_to_multiple",
+    "pad_sides",
     "to_model_range",
     "from_model_range",
 ]

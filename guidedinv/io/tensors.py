@@ -77,10 +77,22 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> tu
     crop = Crop(top, left, h, w)
     if ph == 0 and pw == 0:
         return x, crop
+    return pad_sides(x, top, ph - top, left, pw - left, mode)[0], crop
+
+
+def pad_sides(
+    x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str = "reflect"
+) -> tuple[torch.Tensor, Crop]:
+    """Pad the last two dimensions of x by the given margins (same modes as :func:`pad_to_multiple`);
+    returns the padded tensor and the ``Crop`` that gives x back exactly."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown padding mode {mode!r}; accepted: {', '.join(PAD_MODES)}")
+    h, w = x.shape[-2:]
+    crop = Crop(top, left, h, w)
     if mode == "constant":
-        out = x.new_zeros((*x.shape[:-2], h + ph, w + pw))  # any dtype, bool masks included
+        out = x.new_zeros((*x.shape[:-2], h + top + bottom, w + left + right))  # any dtype, bool masks included
         out[..., top : top + h, left : left + w] = x
         return out, crop
-    rows = _reflect_index(h, top, ph - top, mode).to(x.device)
-    cols = _reflect_index(w, left, pw - left, mode).to(x.device)
+    rows = _reflect_index(h, top, bottom, mode).to(x.device)
+    cols = _reflect_index(w, left, right, mode).to(x.device)
     return x.index_select(-2, rows).index_select(-1, cols), crop
