@@ -73,7 +73,9 @@ def train_prior(
         typer.echo(f"{'resuming at step ' + str(trainer.step) if resumed else 'starting'}: {len(sampler.images)} images "
                    f"({sampler.num_pixels / 1e6:.1f} MP), {sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f}M parameters, {dev}")
     run_training(trainer, quiet)
-    last = trainer.history[-1] if trainer.history else {}
+    log = out / "log.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    last = rows[-1] if rows else {}  # the last logged row, also when a resumed run had nothing left to do
     card = {
         "objective": "v-prediction, t uniform over 1000 steps",
         "data": [str(p) for p in data], "images": len(sampler.images), "megapixels": round(sampler.num_pixels / 1e6, 1),
