@@ -126,6 +126,8 @@ def main() -> None:
                         help="also time DiffPIR on deblur-gauss with the recipe's reflect boundary at this many steps "
                              "(0: skip): its data step is then a conjugate-gradient solve (DDNM's pseudo-inverse too, "
                              "slower still, so it is left out)")
+    parser.add_argument("--reflect-size", type=int, default=64,
+                        help="image side for the reflect rows (each CG solve takes minutes at 256 on one CPU thread)")
     parser.add_argument("--doc", type=Path, default=None, help="also write the table to this markdown page")
     args = parser.parse_args()
     lines: list[str] = []
@@ -150,15 +152,18 @@ def main() -> None:
     runs = []
     for task in args.tasks.split(","):
         base = task_recipe(TASKS[task])
-        runs.append((task, "unguided", base))
-        runs += [(task, m, method_recipe(base, m, args.steps)) for m in TASKS[task].methods if m in ("diffpir", "ddnm", "repaint", "dps")]
+        runs.append((task, "unguided", base, args.size, args.steps))
+        runs += [(task, m, method_recipe(base, m, args.steps), args.size, args.steps) for m in TASKS[task].methods
+                 if m in ("diffpir", "ddnm", "repaint", "dps")]
     if args.reflect_steps:
         reflect = apply_overrides(task_recipe(TASKS["deblur-gauss"]), ['operator.boundary="reflect"'])
-        runs.append(("deblur-gauss (reflect)", "diffpir", method_recipe(reflect, "diffpir", args.reflect_steps)))
-    for task, method, recipe in runs:
+        label = f"deblur-gauss, reflect, {args.reflect_size}x{args.reflect_size}"
+        runs += [(label, "unguided", reflect, args.reflect_size, args.reflect_steps),
+                 (label, "diffpir", method_recipe(reflect, "diffpir", args.reflect_steps), args.reflect_size, args.reflect_steps)]
+    for task, method, recipe, size, steps in runs:
         if method == "unguided":
-            recipe = apply_overrides(recipe, [f'methods.ddnm.steps="{steps_for_budget(recipe, "ddnm", args.steps)}"'])
-        r = profile(counter, recipe, args.size, device, method)
+            recipe = apply_overrides(recipe, [f'methods.ddnm.steps="{steps_for_budget(recipe, "ddnm", steps)}"'])
+        r = profile(counter, recipe, size, device, method)
         nfe = f"{r['nfe']}" + (f" + {r['backward']}" if r["backward"] else "")
         say(f"| {task} | {method} | {r['steps']} | {nfe} | {r['net_ms']:.1f} | {r['step_ms']:.1f} | {r['guidance_ms']:.1f} | "
               f"{r['loop_ms']:.1f} | {r['loop_pct']:.1f} |")
