@@ -12,7 +12,13 @@ from .errors import InputError, ModelError
 __all__ = ["WEIGHTS_DIR", "EMBEDDED", "embedded_path", "pick_device", "load_prior"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-EMBEDDED = {"default": "natural-prior.safetensors"}
+EMBEDDED = {
+    "default": "natural-prior.safetensors",
+    "toy-prior": "toy-prior.safetensors",
+    "toy-classifier": "toy-classifier.safetensors",
+    "toy-cond-prior": "toy-cond-prior.safetensors",
+    "toy-clean-classifier": "toy-clean-classifier.safetensors",
+}
 
 
 def embedded_path(name: str = "default") -> Path:
