@@ -13,6 +13,7 @@ from .cli_bench import bench_command
 from .cli_models import models_app
 from .cli_restore import register_restore_commands
 from .cli_train import train_app
+from .cli_toy import generate, train_toy
 
 class _UserErrorsAsOneLine(TyperGroup):
     """Every command, sub-commands included: a user's mistake (any GuidedinvError) is one line on
@@ -39,6 +40,8 @@ app.add_typer(models_app, name="models")
 
 
 app.add_typer(train_app, name="train")
+train_app.command("toy")(train_toy)
+app.command("generate")(generate)
 register_restore_commands(app)
 app.command("bench")(bench_command)
 app.command("batch")(batch_command)
