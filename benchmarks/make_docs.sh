@@ -5,8 +5,10 @@
 #
 # Uses the embedded default prior when guidedinv/weights/natural-prior.safetensors exists, else an
 # untrained seeded network (labelled as such on the page). CPU-sized: 2 crops per dataset, NFE 20
-# and 50 for DiffPIR and DDNM, 20 for DPS and RePaint (about 1000 network calls per image: roughly
-# 20 minutes per image for the default prior on one CPU thread). On a GPU, pass a bigger protocol:
+# and 50 for DiffPIR and DDNM, 20 for DPS and RePaint: 840 network calls + 100 backward passes per
+# image, 4 images. On one CPU thread that took 50 minutes with the untrained stand-in (0.75 s per
+# call at 256x256); the default prior is about 1.2 s per call, so expect 1.5 hours, plus about 10
+# minutes for the speed profile. On a GPU, pass a bigger protocol:
 #   LIMIT=0 NFE=20,50,100 DPS_NFE=20,50,100 REPAINT_NFE=20,50,100 DEVICE=cuda bash benchmarks/make_docs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
