@@ -10,6 +10,7 @@ from . import __version__
 from .errors import GuidedinvError
 from .cli_batch import batch_command
 from .cli_bench import bench_command
+from .cli_eval import eval_command
 from .cli_models import models_app
 from .cli_restore import register_restore_commands
 from .cli_train import train_app
@@ -45,6 +46,7 @@ app.command("generate")(generate)
 register_restore_commands(app)
 app.command("bench")(bench_command)
 app.command("batch")(batch_command)
+app.command("eval")(eval_command)
 
 
 def _version_callback(value: bool) -> None:
