@@ -106,6 +106,30 @@ def test_exported_v_prediction_prior_with_null_label(tmp_path):
         torch.testing.assert_close(denoiser(X, T).x0, expected)  # no labels: the null embedding
 
 
+@pytest.mark.parametrize("low_byte", [0x80, 0x88])  # safetensors pads the header to 8 bytes
+def test_safetensors_header_length_that_looks_like_a_pickle_keeps_its_metadata(tmp_path, low_byte):
+    """A safetensors file starts with its header length (u64, little-endian); a length whose low
+    byte is 0x80 made the file look like a pickle, and the training metadata (v-prediction) was
+    lost: the embedded prior then ran as an eps-model. Pad the card until the length ends in the byte."""
+    cfg = ADMConfig(32, 1, (1, 2), (), out_channels=3, head_channels=None)
+    net = build_network(cfg).eval()
+    for pad in range(256):
+        path = export_safetensors(net, cfg, tmp_path / "v.safetensors", schedule="linear", prediction="v",
+                                  kind="prior", card={"pad": "x" * pad})
+        if path.read_bytes()[0] == low_byte:
+            break
+    else:
+        pytest.fail(f"no padding gave a header length ending in {low_byte:#x}")
+    assert load_denoiser(path, device="cpu").prediction == "v"
+
+
+def test_embedded_default_prior_loads_as_the_v_prediction_model_it_was_trained_as():
+    from guidedinv.defaults import load_prior
+
+    prior = load_prior("default", device="cpu")
+    assert prior.prediction == "v" and prior.schedule.num_steps == 1000
+
+
 def test_plain_torch_state_dict_loads_with_inferred_config(tmp_path, tiny_net):
     torch.save({"module." + k: v for k, v in tiny_net.state_dict().items()}, tmp_path / "plain.pt")
     model = load_model(tmp_path / "plain.pt", device="cpu", progress=False)

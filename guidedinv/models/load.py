@@ -96,10 +96,12 @@ def _sniff(path: Path) -> str:
         head = f.read(16)
     if head.startswith(b"PK\x03\x04"):
         return "torch-zip"
-    if head[:1] == b"\x80":
-        return "torch-legacy"
+    # safetensors: a little-endian u64 header length, then the JSON header. Checked before the pickle
+    # marker: a header length whose low byte is 0x80 (e.g. 0x8380) starts the file like a pickle.
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch-legacy"
     if not head:
         raise ModelError(f"{path} is empty")
     raise ModelError(f"{path} is not a checkpoint guidedinv can read (expected a torch .pt/.bin file or safetensors)")
