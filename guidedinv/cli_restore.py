@@ -105,9 +105,12 @@ def _overrides(task: str, o: dict[str, Any]) -> list[str]:
 def _progress(total: int, quiet: bool):
     if quiet:
         return None, None
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    # on stderr, like batch's bars: stdout keeps only the 'wrote ...' line
+    bar = Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
     return bar, bar.add_task("steps", total=total)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,18 @@ def test_batch_size_does_not_change_any_output(work, monkeypatch, capsys):
     # the per-item masks were used: the known pixels of each item are its input's
     known = np.asarray(Image.open(work / "mask0.png")) < 128
     assert np.abs(outputs["3"]["item0"][known].astype(int) - pixels(work / "photos" / "p0.png")[known]).max() <= 1
+
+
+def test_a_terminal_sees_an_item_bar_and_a_step_bar_and_quiet_hides_both(work, monkeypatch, capsys):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws its live bars as on a terminal
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    args = ("denoise", "many/m0.png", "many/m1.png", "--simulate", "--batch-size", "1", *STEPS)
+    code, _, err = batch(monkeypatch, capsys, work, *args, "--out", "bars")
+    assert code == 0, err
+    assert "items" in err and "/2" in err and "steps" in err and "/4" in err  # items done of 2, steps of 4
+    assert "-:--:--" in err or re.search(r"\d:\d\d:\d\d", err)  # the elapsed / remaining columns
+    code, out, err = batch(monkeypatch, capsys, work, *args, "--out", "bars_quiet", "-q")
+    assert code == 0 and err == "" and out == ""
 
 
 def test_a_bad_item_is_reported_and_skipped_with_exit_code_1(work, monkeypatch, capsys):

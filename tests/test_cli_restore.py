@@ -108,6 +108,17 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(work, monkeypatch, capsys, arg
     assert set(os.listdir(work)) == before  # nothing written
 
 
+def test_a_terminal_sees_a_step_bar_with_eta_on_stderr_and_quiet_hides_it(work, monkeypatch, capsys):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws its live bar as on a terminal
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    args = ("denoise", "rgb.png", "--simulate", "--model", "tiny.safetensors", "--steps", "3", "-o", "bar.png")
+    code, err = invoke(monkeypatch, capsys, work, *args)
+    assert code == 0, err
+    assert "sampling" in err and "/3" in err and "-:--:--" in err  # steps done of 3, then the time remaining
+    code, err = invoke(monkeypatch, capsys, work, *args, "-q")
+    assert code == 0 and err == ""
+
+
 @pytest.mark.parametrize("name, channels", [("grey.png", 1), ("rgba.png", 4), ("deep.png", 1)])
 def test_grey_rgba_and_16_bit_inputs_are_restored_in_their_own_format(work, monkeypatch, capsys, name, channels):
     out = f"{name}.denoised.png"
