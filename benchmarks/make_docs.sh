@@ -4,12 +4,15 @@
 #   bash benchmarks/make_docs.sh
 #
 # Uses the embedded default prior when guidedinv/weights/natural-prior.safetensors exists, else an
-# untrained seeded network (labelled as such on the page). CPU-sized: 2 crops per dataset, NFE 20
-# and 50 for DiffPIR and DDNM, 20 for DPS and RePaint: 840 network calls + 100 backward passes per
-# image, 4 images. On one CPU thread that took 50 minutes with the untrained stand-in (0.75 s per
-# call at 256x256); the default prior is about 1.2 s per call, so expect 1.5 hours, plus about 10
-# minutes for the speed profile. On a GPU, pass a bigger protocol:
-#   LIMIT=0 NFE=20,50,100 DPS_NFE=20,50,100 REPAINT_NFE=20,50,100 DEVICE=cuda bash benchmarks/make_docs.sh
+# untrained seeded network (labelled as such on the page). CPU-sized, two pages:
+#   docs/benchmarks.md          the validation protocol of the model card: the default method (pnp)
+#                               at 20, 50 and 100 network evaluations against every classical
+#                               baseline, 2 crops per dataset (4 images), 5 tasks;
+#   docs/benchmarks-methods.md  every guided method (diffpir, ddnm, dps, repaint) at 20 evaluations,
+#                               1 crop per dataset.
+# The default prior takes about 1.2 s per call at 256x256 on one CPU thread: expect about an hour
+# for both pages on 2 threads, plus about 10 minutes for the speed profile. On a GPU, pass a bigger protocol:
+#   LIMIT=0 NFE=20,50,100 METHODS_LIMIT=0 METHODS_NFE=20,50,100 DEVICE=cuda bash benchmarks/make_docs.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
@@ -20,8 +23,11 @@ if [ "$MODEL" = default ] && [ ! -f guidedinv/weights/natural-prior.safetensors 
     echo "make_docs: guidedinv/weights/natural-prior.safetensors is missing: using an untrained random network" >&2
     MODEL=random-tiny
 fi
-guidedinv bench "$DATA/cbsd68" "$DATA/set14" --limit "${LIMIT:-2}" \
-    --tasks superres4,deblur-gauss,deblur-motion,inpaint-box,inpaint-random \
-    --nfe "${NFE:-20,50}" --method-nfe "dps=${DPS_NFE:-20}" --method-nfe "repaint=${REPAINT_NFE:-20}" \
+TASKS=superres4,deblur-gauss,deblur-motion,inpaint-box,inpaint-random
+guidedinv bench "$DATA/cbsd68" "$DATA/set14" --limit "${LIMIT:-2}" --tasks "$TASKS" \
+    --methods pnp,bicubic,lanczos,wiener,richardson_lucy,tv_deconv,biharmonic --nfe "${NFE:-20,50,100}" \
     --model "$MODEL" --device "${DEVICE:-cpu}" --out runs/bench-docs --doc docs/benchmarks.md
+guidedinv bench "$DATA/cbsd68" "$DATA/set14" --limit "${METHODS_LIMIT:-1}" --tasks "$TASKS" \
+    --methods diffpir,ddnm,dps,repaint --nfe "${METHODS_NFE:-20}" \
+    --model "$MODEL" --device "${DEVICE:-cpu}" --out runs/bench-methods --doc docs/benchmarks-methods.md
 python benchmarks/speed_profile.py --size 256 --steps 10 --device "${DEVICE:-cpu}" --doc docs/speed_profile.md

@@ -57,7 +57,7 @@ from .sampler import Resampling, resampling_path
 __all__ = ["BenchTask", "TASKS", "GUIDED", "COLUMNS", "CountingDenoiser", "PeakMemory", "list_images", "centre_crop",
            "degrade", "steps_for_budget", "run_bench", "write_outputs", "random_tiny_model"]
 
-GUIDED = ("diffpir", "ddnm", "repaint", "dps")
+GUIDED = ("pnp", "diffpir", "ddnm", "repaint", "dps")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -74,19 +74,19 @@ class BenchTask:
 
 TASKS: dict[str, BenchTask] = {t.name: t for t in (
     BenchTask("superres4", "superres", ("operator.scale=4", 'operator.mode="bicubic"', "noise.sigma_y=0.01"),
-              ("diffpir", "ddnm", "dps", "bicubic", "lanczos"), "x4 super-resolution (antialiased bicubic downsampling), sigma_y 0.01"),
+              ("pnp", "diffpir", "ddnm", "dps", "bicubic", "lanczos"), "x4 super-resolution (antialiased bicubic downsampling), sigma_y 0.01"),
     BenchTask("deblur-gauss", "deblur", ('operator.kernel="gaussian:3.0"', "operator.size=61", 'operator.boundary="circular"',
                                          "noise.sigma_y=0.01"),
-              ("diffpir", "ddnm", "dps", "wiener", "richardson_lucy", "tv_deconv"), "Gaussian blur sigma 3 (61x61, circular), sigma_y 0.01"),
+              ("pnp", "diffpir", "ddnm", "dps", "wiener", "richardson_lucy", "tv_deconv"), "Gaussian blur sigma 3 (61x61, circular), sigma_y 0.01"),
     BenchTask("deblur-motion", "deblur", ('operator.kernel="motion:0"', "operator.size=61", 'operator.boundary="circular"',
                                           "noise.sigma_y=0.01"),
-              ("diffpir", "ddnm", "dps", "wiener", "richardson_lucy", "tv_deconv"),
+              ("pnp", "diffpir", "ddnm", "dps", "wiener", "richardson_lucy", "tv_deconv"),
               "motion blur (61x61, intensity 0.5, seed 0, circular), sigma_y 0.01"),
     BenchTask("inpaint-box", "inpaint", ('operator.mask="box"', "noise.sigma_y=0.01"),
-              ("diffpir", "ddnm", "repaint", "dps", "biharmonic"), "centred box of half the side (128x128 at 256), sigma_y 0.01"),
+              ("pnp", "diffpir", "ddnm", "repaint", "dps", "biharmonic"), "centred box of half the side (128x128 at 256), sigma_y 0.01"),
     BenchTask("inpaint-random", "inpaint", ('operator.mask="random:0.7"', "noise.sigma_y=0.01"),
-              ("diffpir", "ddnm", "repaint", "dps", "biharmonic"), "70% of the pixels missing at random, sigma_y 0.01"),
-    BenchTask("denoise", "denoise", ("noise.sigma_y=0.05",), ("diffpir", "ddnm", "dps", "tv_denoise"),
+              ("pnp", "diffpir", "ddnm", "repaint", "dps", "biharmonic"), "70% of the pixels missing at random, sigma_y 0.01"),
+    BenchTask("denoise", "denoise", ("noise.sigma_y=0.05",), ("pnp", "diffpir", "ddnm", "dps", "tv_denoise"),
               "Gaussian noise sigma 0.05"),
 )}
 

@@ -25,11 +25,16 @@ __all__ = ["TASKS", "BASELINES", "load_recipe", "apply_overrides", "method_setti
 
 TASKS = ("inpaint", "superres", "deblur", "denoise")
 METHOD_KEYS = {
-    "diffpir": {"rule", "zeta", "eta", "lam", "steps", "scale"},
-    "ddnm": {"rule", "eta", "zeta", "steps", "scale"},
+    "diffpir": {"rule", "zeta", "eta", "lam", "steps", "scale", "init", "start_sigma"},
+    "ddnm": {"rule", "eta", "zeta", "steps", "scale", "init", "start_sigma"},
     "repaint": {"rule", "eta", "zeta", "steps", "jump_length", "jump_n_sample", "scale"},
-    "dps": {"rule", "zeta", "eta", "steps"},
+    "dps": {"rule", "zeta", "eta", "steps", "init", "start_sigma"},
+    "pnp": {"lam", "steps", "scale", "init", "start_sigma"},
 }
+# A guided method may start from a classical method's estimate (``init = "lanczos"``) noised to the
+# model-range noise level ``start_sigma`` instead of from pure noise (a warm start, as in Chung et
+# al.'s "Come-Closer-Diffuse-Faster", 2022): fewer steps, and the prior only has to fix what the
+# classical estimate got wrong.
 # Classical methods (guidedinv.baselines): the operator kinds each solves and its settings. They make
 # no network evaluation; method_settings reports steps = 0 for them.
 BASELINES = {

@@ -110,6 +110,9 @@ def plan_method(recipe: dict[str, Any], operator: LinearOperator, y_model: torch
         raise InputError(f"recipe: {exc}") from None
     resample = None
     scale = float(s.get("scale", 1.0))
+    if method == "pnp":  # DiffPIR's proximal data step on the plug-and-play rule: no sampling noise
+        return Plan([Proximal(operator, y_model, sigma_y, lam=float(s.get("lam", 1.0)), scale=scale)],
+                    make_rule("pnp"), s["steps"], None)
     if method == "diffpir":
         terms: list[GuidanceTerm] = [Proximal(operator, y_model, sigma_y, lam=float(s.get("lam", 1.0)), scale=scale)]
     elif method == "ddnm":
@@ -120,6 +123,32 @@ def plan_method(recipe: dict[str, Any], operator: LinearOperator, y_model: torch
     else:  # dps
         terms = [DPS(operator, y_model, sigma_y, scale=float(s.get("zeta", 1.0)))]
     return Plan(terms, rule, s["steps"], resample)
+
+
+def warm_start(recipe: dict[str, Any], denoiser: Denoiser, y: torch.Tensor,
+               mask: torch.Tensor | None) -> tuple[torch.Tensor | None, int | None]:
+    """The method's starting image and timestep: (None, None) for a start from pure noise, else the
+    classical method ``init``'s estimate from the (padded, [0, 1]) measurement ``y``, in model range,
+    and the timestep whose noise level is ``start_sigma`` (model range, like every sigma_t)."""
+    s = method_settings(recipe)
+    name = s.get("init")
+    if name in (None, "", "none"):
+        if "start_sigma" in s:
+            raise InputError(f"recipe: methods.{recipe['method']}.start_sigma needs an init method to start from")
+        return None, None
+    kind = recipe["operator"].get("kind")
+    if name not in BASELINES or kind not in BASELINES[name][0]:
+        usable = [b for b, (kinds, _) in BASELINES.items() if kind in kinds]
+        raise InputError(f"recipe: init {name!r} is not a classical method for this task; choose from {', '.join(usable)}")
+    sigma = float(s.get("start_sigma", 0.5))
+    if not sigma > 0:
+        raise InputError(f"recipe: start_sigma must be > 0, got {sigma}")
+    from .baselines import run_baseline
+
+    estimate = run_baseline({**recipe, "method": name}, y.to("cpu", torch.float32), mask=None if mask is None else mask.cpu())
+    if estimate.shape[1] == 1:
+        estimate = estimate.expand(-1, 3, -1, -1)
+    return to_model_range(estimate).to(y.device), denoiser.schedule.t_from_sigma(sigma)
 
 
 def simulate(x: torch.Tensor, operator: LinearOperator, sigma_y: float, seed: int = 0) -> torch.Tensor:
@@ -192,13 +221,15 @@ def restore(
     if channels == 1:
         y_pad = y_pad.expand(-1, 3, -1, -1)
     hw = (y_pad.shape[-2] * factor, y_pad.shape[-1] * factor)
-    if mask_pad is not None and mask_pad.ndim == 3:
-        mask_pad = mask_pad.unsqueeze(1)  # (B, 1, H, W): Inpainting reads a 3-D mask as per channel
-    operator = build_operator(recipe, hw, None if mask_pad is None else mask_pad.to(device), for_solver=True)
+    operator_mask = None if mask_pad is None else mask_pad.to(device)
+    if operator_mask is not None and operator_mask.ndim == 3:
+        operator_mask = operator_mask.unsqueeze(1)  # (B, 1, H, W): Inpainting reads a 3-D mask as per channel
+    operator = build_operator(recipe, hw, operator_mask, for_solver=True)
     y_model = operator.to_model_range(y_pad)
     plan = plan_method(recipe, operator, y_model)
+    init, init_t = warm_start(recipe, denoiser, y_pad, mask_pad)
     x = sample(denoiser, (batch, 3, *hw), NoiseSource.from_seeds(seeds), steps=plan.steps, rule=plan.rule,
-               terms=plan.terms, resample=plan.resample, callback=callback, device=device)
+               terms=plan.terms, resample=plan.resample, callback=callback, device=device, init=init, init_t=init_t)
     x = from_model_range(x)
     if channels == 1:
         x = x.mean(1, keepdim=True)

@@ -16,7 +16,7 @@ import torch
 from .denoiser import Prediction
 from .noise import NoiseSource
 
-__all__ = ["StepRule", "DDPM", "DDIM", "DPMSolverPP2M", "Renoise", "RULES", "make_rule"]
+__all__ = ["StepRule", "DDPM", "DDIM", "DPMSolverPP2M", "Renoise", "PlugAndPlay", "RULES", "make_rule"]
 
 
 class StepRule:
@@ -143,6 +143,21 @@ class Renoise(StepRule):
         return out + math.sqrt(1 - a_next) * noise
 
 
+@dataclass
+class PlugAndPlay(StepRule):
+    """Plug-and-play half-quadratic splitting (Zhang et al.'s DPIR, 2021) on the diffusion grid:
+        x' = sqrt(a') x0.
+    No noise is added: the next network call denoises the current estimate as if its error were
+    Gaussian at the next, lower level (the plug-and-play assumption), so a run is a deterministic
+    sequence of denoise / data steps with a falling noise level. With a proximal or projection term
+    this maximises PSNR rather than drawing a posterior sample; without one it only smooths."""
+
+    name = "pnp"
+
+    def step(self, x, pred, a, a_next, rng, state):
+        return math.sqrt(a_next) * pred.x0
+
+
 RULES = {
     "ddpm": lambda: DDPM("small"),
     "ddpm-large": lambda: DDPM("large"),
@@ -150,11 +165,12 @@ RULES = {
     "ddim": lambda: DDIM(0.0),
     "dpm++2m": DPMSolverPP2M,
     "renoise": Renoise,
+    "pnp": PlugAndPlay,
 }
 
 
 def make_rule(name: str, **options: Any) -> StepRule:
-    """A step rule by name: 'ddpm', 'ddpm-large', 'ddpm-learned', 'ddim' (eta=...), 'dpm++2m', 'renoise' (zeta=...)."""
+    """A step rule by name: 'ddpm', 'ddpm-large', 'ddpm-learned', 'ddim' (eta=...), 'dpm++2m', 'renoise' (zeta=...), 'pnp'."""
     if name not in RULES:
         raise ValueError(f"unknown step rule {name!r}; choose from {', '.join(RULES)}")
     rule = RULES[name]()

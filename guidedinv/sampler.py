@@ -23,7 +23,7 @@ from .denoiser import Denoiser, timestep_tensor
 from .guidance.base import GuidanceTerm, StepContext
 from .noise import NoiseSource
 from .rules import DDIM, StepRule
-from .schedule import VPSchedule, respace
+from .schedule import VPSchedule, logsnr_spacing, respace
 
 __all__ = ["Resampling", "StepInfo", "build_path", "resampling_path", "sample"]
 
@@ -77,13 +77,23 @@ def build_path(
     resample: Resampling | None = None,
 ) -> list[int]:
     """The timestep path of a run: the respaced grid (``steps``: int N, "N", "N,M,...", "ddimN" or
-    "logsnrN" or explicit timesteps), cut at ``init_t`` when starting from an image, walked from
-    high noise to -1, with optional RePaint jumps."""
+    "logsnrN" or explicit timesteps), walked from high noise to -1, with optional RePaint jumps.
+
+    Starting from an image at ``init_t``: guided-diffusion's specs and explicit timesteps are cut at
+    ``init_t`` (SDEdit's convention: the steps above it are skipped), while "logsnrN" places all N
+    steps between ``init_t`` and 0, so N stays the number of network evaluations."""
     num_train_steps = schedule.num_steps
-    grid = respace(steps, num_train_steps, schedule)
+    if init_t is not None and not 0 <= init_t < num_train_steps:
+        raise ValueError(f"init_t must be in [0, {num_train_steps - 1}], got {init_t}")
+    text = steps.strip() if isinstance(steps, str) else ""
+    if init_t is not None and text.startswith("logsnr"):
+        try:
+            grid = logsnr_spacing(int(text[6:]), schedule, t_max=init_t)
+        except ValueError as exc:
+            raise ValueError(f"bad respacing {steps!r} below init_t={init_t}: {exc}") from None
+    else:
+        grid = respace(steps, num_train_steps, schedule)
     if init_t is not None:
-        if not 0 <= init_t < num_train_steps:
-            raise ValueError(f"init_t must be in [0, {num_train_steps - 1}], got {init_t}")
         grid = [t for t in grid if t <= init_t]
         if not grid:
             raise ValueError(f"no step of the grid lies at or below init_t={init_t}")

@@ -144,19 +144,23 @@ class VPSchedule:
         return int((sigmas.log() - math.log(sigma)).abs().argmin())
 
 
-def logsnr_spacing(count: int, schedule: "VPSchedule") -> list[int]:
-    """``count`` timesteps evenly spaced in log-SNR between t = 0 and T-1 (nearest integer steps,
-    nudged apart so there are exactly ``count``). Our extension, not guided-diffusion's: at 10-25
-    steps it cuts the probability-flow error of DPM-Solver++(2M) about tenfold against "N"."""
-    if not 2 <= count <= schedule.num_steps:
-        raise ValueError(f"logsnr spacing needs 2 <= N <= {schedule.num_steps}, got {count}")
-    lo, hi = math.log(schedule.sigma(0)), math.log(schedule.sigma(schedule.num_steps - 1))
+def logsnr_spacing(count: int, schedule: "VPSchedule", t_max: int | None = None) -> list[int]:
+    """``count`` timesteps evenly spaced in log-SNR between t = 0 and ``t_max`` (default T-1; nearest
+    integer steps, nudged apart so there are exactly ``count``). Our extension, not guided-diffusion's:
+    at 10-25 steps it cuts the probability-flow error of DPM-Solver++(2M) about tenfold against "N".
+    A run that starts from an image at ``t_max`` (a warm start) spends all ``count`` steps below it."""
+    top = schedule.num_steps - 1 if t_max is None else int(t_max)
+    if not 0 <= top < schedule.num_steps:
+        raise ValueError(f"t_max must be in [0, {schedule.num_steps - 1}], got {t_max}")
+    if not 2 <= count <= top + 1:
+        raise ValueError(f"logsnr spacing needs 2 <= N <= {top + 1}, got {count}")
+    lo, hi = math.log(schedule.sigma(0)), math.log(schedule.sigma(top))
     steps: list[int] = []
     for i in range(count):
         t = schedule.t_from_sigma(math.exp(lo + (hi - lo) * i / (count - 1)))
         steps.append(max(t, steps[-1] + 1) if steps else t)
-    for i in range(count - 1, -1, -1):  # pushes past T-1 come back down, keeping steps distinct
-        steps[i] = min(steps[i], schedule.num_steps - count + i)
+    for i in range(count - 1, -1, -1):  # pushes past t_max come back down, keeping steps distinct
+        steps[i] = min(steps[i], top - (count - 1 - i))
     return steps
 
 
