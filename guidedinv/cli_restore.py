@@ -45,7 +45,7 @@ def _opt(default: Any, *names: str, help: str) -> Any:
 
 COMMON = [  # (name, annotation, default) shared by the four commands
     ("model", str, _opt("default", "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.")),
-    ("method", str, _opt("", "--method", help="diffpir | ddnm | repaint (inpaint only) | dps; empty: the recipe's.")),
+    ("method", str, _opt("", "--method", help="pnp (plug-and-play, best PSNR) | diffpir | ddnm | repaint (inpaint only) | dps | a classical method (lanczos, tv_deconv, biharmonic, ...); empty: the recipe's.")),
     ("steps", str, _opt("", "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'; empty: the recipe's.")),
     ("seed", int, _opt(0, "--seed", help="Random seed; the same seed gives the same result.")),
     ("sigma_y", float, _opt(-1.0, "--sigma-y", help="Measurement noise std on the [0, 1] scale; -1: the recipe's.")),

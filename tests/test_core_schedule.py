@@ -115,6 +115,27 @@ def test_build_path_init_t_cuts_the_grid():
         build_path(10, VPSchedule.linear(), init_t=1000)
 
 
+@pytest.mark.parametrize("init_t", [1, 57, 300, 999])
+@pytest.mark.parametrize("count", [2, 10, 20])
+def test_logsnr_grid_below_a_warm_start_spends_every_step_under_it(init_t, count):
+    """A warm start at init_t with "logsnrN": N distinct steps from init_t down to 0 (N network calls),
+    evenly spaced in log-SNR; guided-diffusion's specs keep SDEdit's cut instead."""
+    sched = VPSchedule.linear()
+    if count > init_t + 1:
+        with pytest.raises(ValueError, match="below init_t"):
+            build_path(f"logsnr{count}", sched, init_t=init_t)
+        return
+    path = build_path(f"logsnr{count}", sched, init_t=init_t)
+    assert len(path) == count + 1 and path[0] == init_t and path[-2:] == [0, -1]
+    assert path[:-1] == sorted(set(path[:-1]), reverse=True)
+    if count >= 10 and init_t >= 300:
+        logs = [math.log(sched.sigma(t)) for t in path[:-1] if t >= 20]  # below: integer rounding dominates
+        gaps = [a - b for a, b in zip(logs, logs[1:])]
+        assert max(gaps) < 1.3 * min(gaps)  # near-uniform in log sigma
+    if init_t == 999:  # the full range: the same grid as a start from noise
+        assert build_path(f"logsnr{count}", sched, init_t=999) == build_path(f"logsnr{count}", sched)
+
+
 @pytest.mark.parametrize("count", [2, 10, 25, 100, 500, 1000])
 def test_logsnr_spacing_is_exact_count_and_near_uniform_in_log_snr(count):
     sched = VPSchedule.linear()

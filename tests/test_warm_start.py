@@ -1,0 +1,72 @@
+"""Warm starts (a guided method starting from a classical estimate noised to start_sigma) and the
+plug-and-play method, through guidedinv.restore on a tiny untrained network."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from guidedinv.baselines import run_baseline
+from guidedinv.errors import InputError
+from guidedinv.io import to_model_range
+from guidedinv.models import load_denoiser
+from guidedinv.recipes import apply_overrides, load_recipe
+from guidedinv.restore import restore, warm_start
+from conftest import save_tiny_prior
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    path = tmp_path_factory.mktemp("warm") / "tiny.safetensors"
+    save_tiny_prior(path)
+    return load_denoiser(path, device="cpu")
+
+
+def lows(batch=2, h=8, w=8):
+    return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(3))
+
+
+def superres(*sets):
+    return apply_overrides(load_recipe("superres"), ["operator.scale=2", 'method="pnp"', 'methods.pnp.steps="logsnr4"', *sets])
+
+
+def test_warm_start_is_the_classical_estimate_at_the_timestep_of_start_sigma(prior):
+    recipe = superres('methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0.3")
+    y = lows()
+    init, t = warm_start(recipe, prior, y, None)
+    expected = to_model_range(run_baseline({**recipe, "method": "lanczos"}, y))
+    torch.testing.assert_close(init, expected, rtol=0, atol=0)
+    assert t == prior.schedule.t_from_sigma(0.3) and abs(prior.schedule.sigma(t) / 0.3 - 1) < 0.05
+    assert warm_start(superres(), prior, y, None) == (None, None)
+
+
+def test_warm_started_results_are_per_image_and_reproducible(prior):
+    recipe = superres('methods.pnp.init="bicubic"', "methods.pnp.start_sigma=0.5")
+    y = lows(3)
+    both = restore(prior, recipe, y, seeds=[5, 6, 7])
+    assert both.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(restore(prior, recipe, y[1:2], seeds=[6]), both[1:2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(restore(prior, recipe, y, seeds=[5, 6, 7]), both, rtol=0, atol=0)
+
+
+def test_a_start_at_the_lowest_level_keeps_the_estimate_where_the_data_pins_it(prior):
+    """Noiseless inpainting started at t = 0 from the biharmonic fill: the known pixels are the
+    measurement exactly (the proximal step with sigma_y = 0 is a hard projection)."""
+    recipe = apply_overrides(load_recipe("inpaint"), ['method="pnp"', "noise.sigma_y=0.0", 'methods.pnp.steps="1"',
+                                                      "methods.pnp.start_sigma=0.011"])
+    x = lows(1, 16, 16)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[4:12, 4:12] = True
+    out = restore(prior, recipe, x * ~mask, mask=mask)
+    torch.testing.assert_close(out[..., ~mask], x[..., ~mask], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (['methods.pnp.init="wiener"'], "not a classical method for this task"),
+    (['methods.pnp.init="nonsense"'], "not a classical method for this task"),
+    (["methods.pnp.start_sigma=0.5"], "needs an init method"),
+    (['methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0"], "start_sigma must be > 0"),
+    (['methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0.3", 'methods.pnp.steps="logsnr200"'], "below init_t"),
+])
+def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):
+    with pytest.raises((InputError, ValueError), match=needle):
+        restore(prior, superres(*sets), lows(1))
