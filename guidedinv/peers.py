@@ -57,6 +57,9 @@ CONVENTIONS = (
     "RePaint (diffusers) and the DDIM+DDNM loop are noiseless formulations: they use y as if sigma_y were 0",
     "prox/pinv: deepinv's prox_l2(z, y, gamma) = argmin gamma/2 |Ax - y|^2 + 1/2 |x - z|^2 is our prox_l2(z, y, rho = 1/gamma) "
     "(our closed forms instead of deepinv's conjugate gradients); DDRM gets an SVD of our operator",
+    "deepinv 0.5.0's DDRM draws its noise as std * randn / sqrt(2) in the spectral coordinates: unit variance per pixel for "
+    "BlurFFT's (real, imaginary) pairs, half of it for a real SVD (inpainting, our super-resolution SVD), while it tells "
+    "the denoiser sigma; left as deepinv has it",
 )
 
 
