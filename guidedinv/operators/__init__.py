@@ -1,4 +1,5 @@
-"""Linear measurement operators y = A x with exact adjoints and pseudo-inverses, and the noise model.
+"""Linear measurement operators y = A x with exact adjoints and pseudo-inverses, exact SVDs where
+they are cheap (``operator.spectral(x)``), and the noise model.
 
 Images are batched (B, C, H, W) of any size, float32 or float64, on any device.
 """
@@ -8,6 +9,7 @@ from .downsample import Downsample, crop_to_multiple, resize_matrix
 from .identity import Identity
 from .inpaint import Inpainting
 from .noise import GaussianNoise, as_noise
+from .spectral import Spectral
 
 __all__ = [
     "LinearOperator",
@@ -26,4 +28,5 @@ __all__ = [
     "Identity",
     "GaussianNoise",
     "as_noise",
+    "Spectral",
 ]

@@ -5,6 +5,7 @@ Symbols (one map, used by every operator and guidance term):
     AT(y)    its exact adjoint: <A x, y> = <x, AT y> for every x, y (tested to float64 rounding)
     pinv(y)  the Moore-Penrose pseudo-inverse A^+ y: the minimum-norm least-squares solution
     project  P x = A^+ A x, the orthogonal projection onto the row space of A (P P = P)
+    spectral A = U diag(s) V^T where it is exact and cheap (:mod:`guidedinv.operators.spectral`), else None
     prox_l2  argmin_x ||y - A x||^2 + rho ||x - z||^2 (DiffPIR's data step), rho = 0 the projection
              z + A^+ (y - A z) of z onto {x : A x = A A^+ y}
 
@@ -17,11 +18,14 @@ where that conversion happens for operators whose rows do not sum to 1 (inpainti
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .spectral import Spectral
 
 __all__ = ["LinearOperator", "Compose", "conjugate_gradient", "default_tol", "check_image"]
 
@@ -109,6 +113,11 @@ class LinearOperator:
     def in_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(s) for s in shape)
 
+    def spectral(self, x: torch.Tensor) -> "Spectral | None":
+        """The exact SVD A = U diag(s) V^T for images shaped like x (size, dtype, device), or None
+        when this operator has none (the default; see :mod:`guidedinv.operators.spectral`)."""
+        return None
+
     # -- solvers ------------------------------------------------------------------------------
     def gram(self, x: torch.Tensor) -> torch.Tensor:
         """AT A x."""
@@ -175,6 +184,10 @@ class Compose(LinearOperator):
         for op in reversed(self.ops):
             y = op.AT(y)
         return y
+
+    def spectral(self, x: torch.Tensor) -> "Spectral | None":
+        """A single factor's decomposition; a product of several has none here."""
+        return self.ops[0].spectral(x) if len(self.ops) == 1 else None
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         if self._closed_form is None:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from .base import LinearOperator, check_image
+from .spectral import Fourier
 
 __all__ = ["Blur", "check_kernel", "gaussian_kernel", "motion_kernel", "load_kernel", "boundary_index"]
 
@@ -245,6 +246,19 @@ class Blur(LinearOperator):
         mag = otf.abs()
         keep = mag > rcond * mag.max()
         return self._fourier(y, torch.where(keep, otf.conj() / torch.where(keep, mag, 1) ** 2, 0))
+
+    def spectral(self, x: torch.Tensor) -> Fourier | None:
+        """Circular: s = |K(f)| on the real FFT's half spectrum (zero where the pseudo-inverse cuts,
+        |K| <= rcond max|K|), U^T = conj(K)/|K| rfft2; padded boundaries: None."""
+        if self.boundary != "circular":
+            return None
+        check_image(x)
+        h, w = x.shape[-2:]
+        key = ("spectral", h, w, x.dtype, x.device)
+        if key not in self._cache:
+            rcond = 1000 * torch.finfo(x.dtype).eps if self.rcond is None else self.rcond
+            self._cache[key] = Fourier(self._otf(x), (h, w), rcond, x.dtype)
+        return self._cache[key]  # type: ignore[return-value]
 
     def _prox_l2(self, z: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
         """Circular: (conj(K) Y + rho Z) / (|K|^2 + rho) in Fourier (DiffPIR eq. with s = 1); else CG."""

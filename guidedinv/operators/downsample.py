@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError
 from .base import LinearOperator, check_image
+from .spectral import Kronecker
 
 __all__ = ["Downsample", "cubic", "resize_matrix", "crop_to_multiple"]
 
@@ -79,6 +80,7 @@ class _Factors:
         self.eh, self.vh = torch.linalg.eigh(self.wh.T @ self.wh)
         self.ew, self.vw = torch.linalg.eigh(self.ww.T @ self.ww)
         self._cast: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self._spectral: dict[tuple, Kronecker] = {}
 
     def get(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         key = (like.dtype, like.device)
@@ -86,6 +88,12 @@ class _Factors:
             parts = (self.wh, self.ww, self.wh_pinv, self.ww_pinv, self.eh, self.vh, self.ew, self.vw)
             self._cast[key] = tuple(p.to(dtype=like.dtype, device=like.device) for p in parts)
         return self._cast[key]
+
+    def spectral(self, like: torch.Tensor) -> Kronecker:
+        key = (like.dtype, like.device)
+        if key not in self._spectral:
+            self._spectral[key] = Kronecker(self.wh, self.ww, like)
+        return self._spectral[key]
 
 
 class Downsample(LinearOperator):
@@ -109,7 +117,7 @@ class Downsample(LinearOperator):
                 f"crop it first (guidedinv.operators.crop_to_multiple gives {w // s * s}x{h // s * s})"
             )
 
-    def _get(self, x: torch.Tensor, high_res: bool = True) -> tuple[torch.Tensor, ...]:
+    def _axis_factors(self, x: torch.Tensor, high_res: bool = True) -> _Factors:
         check_image(x)
         h, w = x.shape[-2:]
         if high_res:
@@ -120,7 +128,14 @@ class Downsample(LinearOperator):
             self._factors[(h, w)] = _Factors(
                 resize_matrix(h, self.factor, self.mode), resize_matrix(w, self.factor, self.mode)
             )
-        return self._factors[(h, w)].get(x)
+        return self._factors[(h, w)]
+
+    def _get(self, x: torch.Tensor, high_res: bool = True) -> tuple[torch.Tensor, ...]:
+        return self._axis_factors(x, high_res).get(x)
+
+    def spectral(self, x: torch.Tensor) -> Kronecker:
+        """Both modes: the Kronecker product of the two axis matrices' SVDs (x: a high-resolution image)."""
+        return self._axis_factors(x).spectral(x)
 
     def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         *lead, h, w = (int(s) for s in shape)

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import InputError
 from .base import LinearOperator, check_image
+from .spectral import Elementwise
 
 __all__ = ["Inpainting"]
 
@@ -59,6 +60,10 @@ class Inpainting(LinearOperator):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
+
+    def spectral(self, x: torch.Tensor) -> Elementwise:
+        """U = V = I, s = the mask (1 observed, 0 missing)."""
+        return Elementwise(self._mask(x))
 
     def _prox_l2(self, z: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
         """Elementwise (DiffPIR's inpainting step): (y + rho z)/(1 + rho) where observed, z elsewhere."""
