@@ -62,6 +62,8 @@ PROBLEMS = {
     "sr4-bicubic": ((1, 8, 8), lambda: Downsample(4)),
     "sr4-average": ((1, 8, 8), lambda: Downsample(4, "average")),
     "blur": ((1, 6, 5), lambda: Blur(gaussian_kernel(3, 1.0), "reflect")),
+    "blur-circ": ((1, 6, 5), lambda: Blur(gaussian_kernel(3, 1.0), "circular")),
+    "blur-ill": ((1, 8, 8), lambda: Blur(gaussian_kernel(7, 1.5), "circular")),  # |K| down to ~1e-5
 }
 
 
@@ -231,12 +233,13 @@ def test_plug_and_play_is_one_estimate_near_the_posterior_mean(name):
     assert ratio < PNP[name], f"{name}: the estimate is {ratio:.3f} of the gap from the posterior mean"
 
 
-# -- DDNM+ is the paper's rule -------------------------------------------------------------------
+# -- DDNM+'s scalar rule is the paper's eq. 19 ------------------------------------------------------
 def test_ddnm_plus_follows_the_paper_formula():
     prior, op, y = problem("sr4-average")
     sigma = 2 * SIGMA_Y
     n = 3
-    got = sample(prior, (n, 1, 8, 8), seeds(n, 100), steps="50", rule=DDIM(0.0), terms=[Projection(op, y, SIGMA_Y)], dtype=F64)
+    term = Projection(op, y, SIGMA_Y, noise_rule="scalar")
+    got = sample(prior, (n, 1, 8, 8), seeds(n, 100), steps="50", rule=DDIM(0.0), terms=[term], dtype=F64)
 
     # Wang et al. 2023, DDNM+ on the DDPM posterior, written out independently
     sched, rng = prior.schedule, seeds(n, 100)
