@@ -57,6 +57,10 @@ class PeerResult:
     loop_check: dict[str, Any] | None = None
 
 
+
+# run beside the peers on every task though no peer is paired with it: our best-PSNR method
+OURS_ALWAYS = ("pnp",)
+
 def _libraries(names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str], list[str], dict[str, str]]:
     """(modules, reasons they are missing, notes, versions) of the libraries the peers need."""
     modules, missing, notes, versions = {}, {}, [], {}
@@ -178,6 +182,7 @@ def run_peers(
                         break
                     record(name, peer.library, peer.ours, n, str(n), out, seconds)
             ours = sorted({PEERS[n].ours for n in names if isinstance(op, PEERS[n].operators)})
+            ours += [m for m in OURS_ALWAYS if m not in ours]
             for method in ours:
                 for n in ours_nfes:
                     recipe = method_recipe(base, method, n)
