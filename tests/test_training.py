@@ -92,3 +92,85 @@ def test_export_carries_its_own_description(tmp_path):
         assert set(f.keys()) == set(net.state_dict())
     assert ADMConfig.from_dict(json.loads(meta["config"])) == TINY
     assert meta["prediction"] == "v" and meta["schedule"] == "linear" and json.loads(meta["card"]) == {"steps": 1}
+
+
+# -- the commands on labelled folders (ImageFolder layout) ------------------------------------------
+def _labelled_folder(root, per_class=6, size=20):
+    """Two classes a classifier can tell apart at low noise: reddish and bluish noisy images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["blue", "red"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = np.array([40, 60, 200] if name == "blue" else [200, 50, 40], dtype=float)
+            img = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+def _run(*args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "guidedinv", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_classifier_and_cond_prior_on_a_labelled_folder_load_back_with_their_classes(tmp_path):
+    from guidedinv.models import load_denoiser, load_model
+
+    data = _labelled_folder(tmp_path / "data")
+    done = _run("train", "classifier", str(data), "--out", str(tmp_path / "clf"), "--steps", "150", "--crop", "16",
+                "--batch", "16", "--channels", "32", "--mult", "1,1", "--lr", "3e-3", "--ema", "0.9", "--device", "cpu",
+                "--export-dtype", "fp16", "-q")
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "clf" / "card.json").read_text())
+    assert card["classes"] == ["blue", "red"] and card["export_dtype"] == "fp16"
+    clf = load_model(tmp_path / "clf" / "model.safetensors", device="cpu")
+    with safe_open(str(tmp_path / "clf" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    # at a low noise level the classifier separates the two colours
+    sampler = CropSampler.from_labelled_folder(data, 16)
+    x0, labels = sampler.batch(64, torch.Generator().manual_seed(1))
+    t = torch.full((64,), 50)
+    from guidedinv.schedule import VPSchedule
+
+    ab = VPSchedule.linear().alpha_bar(50)  # the schedule it was trained on (linear, the default)
+    x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        accuracy = float((clf(x_t, t).argmax(1) == labels).float().mean())
+    assert accuracy > 0.9, accuracy  # chance is 0.5
+
+    done = _run("train", "cond-prior", str(data), "--out", str(tmp_path / "cond"), "--steps", "3", "--crop", "16",
+                "--channels", "32", "--mult", "1,2", "--res-blocks", "1", "--label-dropout", "0.2", "--device", "cpu", "-q")
+    assert done.returncode == 0, done.stderr
+    cond = load_denoiser(tmp_path / "cond" / "model.safetensors", device="cpu")
+    assert cond.prediction == "v" and cond.num_classes == 2 and cond.null_label_index == 2
+    assert json.loads((tmp_path / "cond" / "card.json").read_text())["label_dropout"] == 0.2
+
+
+@pytest.mark.parametrize("layout, needle", [
+    ("loose", "outside a class folder"),
+    ("one-class", "at least 2"),
+    ("empty-class", "holds no images"),
+    ("missing", "no such folder"),
+])
+def test_bad_labelled_folders_are_one_line_errors(tmp_path, layout, needle):
+    from PIL import Image
+
+    root = tmp_path / "data"
+    if layout != "missing":
+        (root / "a").mkdir(parents=True)
+        Image.new("RGB", (20, 20)).save(root / "a" / "0.png")
+    if layout == "loose":
+        (root / "b").mkdir()
+        Image.new("RGB", (20, 20)).save(root / "b" / "0.png")
+        Image.new("RGB", (20, 20)).save(root / "stray.png")
+    if layout == "empty-class":
+        (root / "b").mkdir()
+    done = _run("train", "classifier", str(root), "--out", str(tmp_path / "out"), "--steps", "1", "--crop", "16", "-q")
+    assert done.returncode == 2 and needle in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

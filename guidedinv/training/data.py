@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import InputError
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "CropSampler"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "CropSampler"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -33,6 +33,31 @@ def list_images(sources: Sequence[str | Path]) -> list[Path]:
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, sources))}")
     return files
+
+
+def labelled_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """(files, labels, class names) of a folder with one sub-folder per class (the ImageFolder
+    layout: ROOT/cat/*.png, ROOT/dog/*.png; classes numbered in name order, images found
+    recursively inside each). Loose images at the top level are an error, not a silent skip."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"labelled data {root}: no such folder (expected one sub-folder of images per class)")
+    loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if loose:
+        raise InputError(f"labelled data {root}: {len(loose)} image(s) outside a class folder (e.g. {loose[0]}); "
+                         "put each class in its own sub-folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[Path] = []
+    labels: list[int] = []
+    for k, name in enumerate(classes):
+        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"labelled data {root}: class folder {name!r} holds no images")
+        files += found
+        labels += [k] * len(found)
+    if len(classes) < 2:
+        raise InputError(f"labelled data {root}: {len(classes)} class folder(s); a classifier needs at least 2")
+    return files, labels, classes
 
 
 def _load_rgb(path: Path) -> torch.Tensor:
@@ -66,12 +91,26 @@ class CropSampler:
         self.images = [images[i].to(device) for i in keep]
         self.labels = None if labels is None else torch.tensor([labels[i] for i in keep], device=device)
         self.crop, self.device, self.augment = crop, torch.device(device), augment
+        self.classes: list[str] | None = None  # class names, for labelled data
         sizes = torch.tensor([im.shape[-2] * im.shape[-1] for im in self.images], dtype=torch.float64)
         self.weights = sizes / sizes.sum()  # pick images in proportion to their area
 
     @classmethod
     def from_folders(cls, sources: Sequence[str | Path], crop: int, device: str | torch.device = "cpu") -> "CropSampler":
         return cls([_load_rgb(p) for p in list_images(sources)], crop, device=device)
+
+    @classmethod
+    def from_labelled_folder(cls, root: str | Path, crop: int, device: str | torch.device = "cpu") -> "CropSampler":
+        """Crops with their image's class, from a folder with one sub-folder per class
+        (:func:`labelled_images`); the class names are ``sampler.classes``."""
+        files, labels, classes = labelled_images(root)
+        sampler = cls([_load_rgb(p) for p in files], crop, labels=labels, device=device)
+        kept = set(sampler.labels.tolist())
+        empty = [c for k, c in enumerate(classes) if k not in kept]
+        if empty:
+            raise InputError(f"labelled data {root}: no image of class {empty[0]!r} is at least {crop}x{crop} pixels")
+        sampler.classes = classes
+        return sampler
 
     @property
     def num_pixels(self) -> int:
