@@ -41,6 +41,25 @@ def test_classifier_guidance_s1_samples_the_requested_component(mixture3, name, 
     assert float((empirical_cov(x) - comp.cov).abs().max()) < 0.03, f"{name}: cov {empirical_cov(x).tolist()}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_classifier_guidance_on_the_cosine_schedule_stays_exact_at_its_last_level(mixture3, dtype):
+    """On the cosine schedule alpha_bar(999) = 2.4e-9, so the x0 correction s (1 - ab) / sqrt(ab) grad
+    is multiplied by 2e4 at the first step (guided-diffusion's condition_score does the same); with
+    the exact classifier the gradient is correspondingly small and the samples stay exact, in
+    float32 too."""
+    from guidedinv.priors import GaussianMixturePrior
+    from guidedinv.schedule import VPSchedule
+
+    cosine = GaussianMixturePrior(mixture3.weights, torch.stack([c.mean for c in mixture3.components]),
+                                  torch.stack([c.cov for c in mixture3.components]), schedule=VPSchedule.cosine())
+    n = 4000
+    term = ClassifierGuidance(cosine.classifier(), torch.full((n,), 2), scale=1.0)
+    x = sample(cosine, (n, 2), OneStream(5, n), steps="100", rule=DDIM(0.0), terms=[term], dtype=dtype)
+    assert bool(torch.isfinite(x).all())
+    assert float((component_of(cosine, x.double()) == 2).double().mean()) >= 0.99
+    assert float((x.double().mean(0) - cosine.components[2].mean).abs().max()) < 0.03
+
+
 @pytest.mark.parametrize("rule", [DDPM("small"), DDIM(0.0), DPMSolverPP2M()], ids=["ddpm", "ddim", "dpm"])
 def test_classifier_guidance_scale_zero_is_bit_identical_to_unguided(mixture3, rule):
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
