@@ -26,7 +26,7 @@ __all__ = ["TASKS", "BASELINES", "load_recipe", "apply_overrides", "method_setti
 TASKS = ("inpaint", "superres", "deblur", "denoise")
 METHOD_KEYS = {
     "diffpir": {"rule", "zeta", "eta", "lam", "steps", "scale", "init", "start_sigma"},
-    "ddnm": {"rule", "eta", "zeta", "steps", "scale", "init", "start_sigma"},
+    "ddnm": {"rule", "eta", "zeta", "steps", "scale", "init", "start_sigma", "noise_rule"},
     "repaint": {"rule", "eta", "zeta", "steps", "jump_length", "jump_n_sample", "scale"},
     "dps": {"rule", "zeta", "eta", "steps", "init", "start_sigma"},
     "pnp": {"lam", "steps", "scale", "init", "start_sigma"},

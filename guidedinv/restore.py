@@ -116,7 +116,8 @@ def plan_method(recipe: dict[str, Any], operator: LinearOperator, y_model: torch
     if method == "diffpir":
         terms: list[GuidanceTerm] = [Proximal(operator, y_model, sigma_y, lam=float(s.get("lam", 1.0)), scale=scale)]
     elif method == "ddnm":
-        terms = [Projection(operator, y_model, sigma_y, scale=scale, eta=float(s.get("eta", 0.85)))]
+        terms = [Projection(operator, y_model, sigma_y, scale=scale, eta=float(s.get("eta", 0.85)),
+                            noise_rule=str(s.get("noise_rule", "svd")))]
     elif method == "repaint":
         terms = [Replacement(operator, y_model, sigma_y, scale=scale)]
         resample = Resampling(int(s.get("jump_length", 10)), int(s.get("jump_n_sample", 10)))

@@ -1,5 +1,6 @@
-"""Warm starts (a guided method starting from a classical estimate noised to start_sigma) and the
-plug-and-play method, through guidedinv.restore on a tiny untrained network."""
+"""Recipe-level method settings through guidedinv.restore on a tiny untrained network: warm starts
+(a guided method starting from a classical estimate noised to start_sigma), the plug-and-play
+method, and DDNM's noise rule."""
 from __future__ import annotations
 
 import pytest
@@ -70,3 +71,19 @@ def test_a_start_at_the_lowest_level_keeps_the_estimate_where_the_data_pins_it(p
 def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):
     with pytest.raises((InputError, ValueError), match=needle):
         restore(prior, superres(*sets), lows(1))
+
+
+def test_ddnm_noise_rule_is_a_recipe_setting(prior):
+    """methods.ddnm.noise_rule reaches the Projection term: on a noisy circular blur the two rules differ."""
+    from guidedinv.guidance import Projection
+    from guidedinv.restore import build_operator, plan_method
+
+    recipe = apply_overrides(load_recipe("deblur"), ['method="ddnm"', 'operator.boundary="circular"', "operator.size=5",
+                                                     'operator.kernel="gaussian:1.0"'])
+    op = build_operator(recipe, (8, 8))
+    y = torch.zeros(1, 3, 8, 8)
+    for rule in ("svd", "scalar"):
+        plan = plan_method(apply_overrides(recipe, [f'methods.ddnm.noise_rule="{rule}"']), op, y)
+        assert isinstance(plan.terms[0], Projection) and plan.terms[0].noise_rule == rule
+    with pytest.raises(InputError, match="noise_rule"):
+        plan_method(apply_overrides(recipe, ['methods.ddnm.noise_rule="bogus"']), op, y)
