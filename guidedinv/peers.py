@@ -235,9 +235,9 @@ def svd_physics(dinv: Any, op: LinearOperator, sigma_y: float, shape: Sequence[i
     """Our operator as a deepinv DecomposablePhysics (what DDRM needs), checked against our A.
 
     Inpainting: U = V = I, singular values the observed mask. Circular blur: deepinv's BlurFFT with
-    our kernel. Downsampling (separable, A x = W_h x W_w^T): U, V from the SVDs of W_h and W_w; the
-    singular values live in the top-left (h, w) block of an image-sized array, zero elsewhere (the
-    null space), so DDRM's spectral coordinates have the image's shape."""
+    our kernel. Downsampling: the operator's own SVD (``op.spectral``, the Kronecker product of the
+    axis matrices' SVDs); its singular values fill the top-left (h, w) block of an image-sized
+    array, zero elsewhere (the null space), so DDRM's spectral coordinates have the image's shape."""
     noise = dinv.physics.GaussianNoise(sigma=float(sigma_y))
     b, c, h, w = (int(s) for s in shape)
     if isinstance(op, Inpainting):
@@ -246,29 +246,10 @@ def svd_physics(dinv: Any, op: LinearOperator, sigma_y: float, shape: Sequence[i
     elif isinstance(op, Blur) and op.boundary == "circular":
         physics = dinv.physics.BlurFFT(img_size=(c, h, w), filter=op.kernel.to(torch.float32)[None, None], noise_model=noise)
     elif isinstance(op, Downsample):
-        wh, ww = op._get(torch.zeros(1, 1, h, w, dtype=torch.float64))[:2]
-        uh, sh, vht = torch.linalg.svd(wh, full_matrices=True)
-        uw, sw, vwt = torch.linalg.svd(ww, full_matrices=True)
-        lh, lw = len(sh), len(sw)
-        uh, uw, vh, vw = (m.to(torch.float32) for m in (uh, uw, vht.T, vwt.T))
-        values = torch.zeros(1, c, h, w)
-        values[..., :lh, :lw] = (sh[:, None] * sw[None, :]).to(torch.float32)
-
-        def v_adjoint(x: torch.Tensor) -> torch.Tensor:
-            return vh.T @ x @ vw
-
-        def v(x: torch.Tensor) -> torch.Tensor:
-            return vh @ x @ vw.T
-
-        def u(x: torch.Tensor) -> torch.Tensor:
-            return uh @ x[..., :lh, :lw] @ uw.T
-
-        def u_adjoint(y: torch.Tensor) -> torch.Tensor:
-            out = y.new_zeros(*y.shape[:-2], h, w)
-            out[..., :lh, :lw] = uh.T @ y @ uw
-            return out
-
-        physics = dinv.physics.DecomposablePhysics(U=u, U_adjoint=u_adjoint, V=v, V_adjoint=v_adjoint, mask=values, noise_model=noise)
+        svd = op.spectral(torch.zeros(1, 1, h, w))  # guidedinv.operators.spectral.Kronecker, float32
+        values = svd.s.expand(1, c, h, w).contiguous()
+        physics = dinv.physics.DecomposablePhysics(U=svd.u, U_adjoint=svd.ut, V=svd.from_spectral, V_adjoint=svd.to_spectral,
+                                                   mask=values, noise_model=noise)
     else:
         raise PeerUnavailable(f"DDRM needs an SVD of the operator; none is written here for {op!r}")
     _check_physics(physics, op, (b, c, h, w), f"DDRM's SVD physics for {op!r}")
