@@ -352,6 +352,8 @@ def load_bench_model(model: str, device: torch.device, work: Path) -> tuple[Deno
         if cfg is not None and hasattr(cfg, "to_dict"):
             info["config"] = cfg.to_dict()
     info["parameters"] = sum(p.numel() for p in denoiser.parameters())
+    tiling = getattr(denoiser, "tiling", None)
+    info["tiling"] = None if tiling is None else tiling.describe()
     return denoiser, info
 
 
@@ -677,7 +679,8 @@ def doc_page(result: BenchResult, tables: str, notes: Sequence[str], plots: Sequ
     m = cfg["machine"]
     lines += [
         f"- Model: `{model.get('source')}`" + (f", {model['parameters'] / 1e6:.2f}M parameters" if model.get("parameters") else "")
-        + (f", file sha256 `{model['sha256'][:16]}…`" if model.get("sha256") else ""),
+        + (f", file sha256 `{model['sha256'][:16]}…`" if model.get("sha256") else "")
+        + (f", network evaluated on {model['tiling']} (guidedinv/tiling.py)" if model.get("tiling") else ""),
         f"- Machine: {m['device']}, {m['processor']}, {m['torch_threads']} torch thread(s); torch {cfg['versions']['torch']}, "
         f"scikit-image {cfg['versions']['scikit-image']}, guidedinv {cfg['versions']['guidedinv']}",
         f"- Images: centre crops of {cfg['protocol']['crop']} px (box = top, left, height, width) — "

@@ -63,6 +63,7 @@ def batch_command(
         help="The prior: 'default' (embedded), a registry name or a checkpoint file."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps; under torchrun auto is cuda:LOCAL_RANK."),
     dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
+    tile: str = typer.Option("", help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px; empty: the recipe's."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
                                    help="Images of the same (padded) size restored together in one network call."),
     set_: Optional[List[str]] = typer.Option(
@@ -92,7 +93,7 @@ def batch_command(
     Exit codes: 0 every item done; 1 some items failed (see report.json); 2 usage or input error (nothing ran); 3 the model could not be loaded; 4 a download failed; 130 interrupted (finished items are kept).
     """
     from .batch import collect_items, join, run_batch
-    from .defaults import load_prior
+    from .defaults import load_prior, parse_tile
     from .recipes import apply_overrides, load_recipe
 
     ranks = None
@@ -102,6 +103,8 @@ def batch_command(
         resolved = load_recipe(recipe)
         if model is not None:
             resolved["model"] = model
+        if tile:
+            resolved["tile"] = parse_tile(tile)  # a bad value fails here, before any item
         resolved = apply_overrides(resolved, list(set_ or []))
         if Path(str(resolved.get("model", "default"))).is_file():
             resolved["model"] = str(Path(str(resolved["model"])).resolve())
@@ -112,7 +115,7 @@ def batch_command(
             device = f"cuda:{ranks.local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "auto"
         if not quiet and ranks.rank == 0:
             bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
-        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype), out,
+        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, resolved.get("tile", "auto")), out,
                            batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar)
     except KeyboardInterrupt:
         typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)

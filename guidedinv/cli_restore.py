@@ -16,7 +16,7 @@ import typer
 
 from . import __version__
 from .batch.items import measurement_seed
-from .defaults import load_prior
+from .defaults import load_prior, parse_tile
 from .errors import InputError
 from .io import check_mask, make_mask, read_image, read_mask, write_image
 from .operators import crop_to_multiple
@@ -51,6 +51,7 @@ COMMON = [  # (name, annotation, default) shared by the four commands
     ("sigma_y", float, _opt(-1.0, "--sigma-y", help="Measurement noise std on the [0, 1] scale; -1: the recipe's.")),
     ("device", str, _opt("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.")),
     ("dtype", str, _opt("fp32", "--dtype", help="fp32 | fp16 | bf16 (network torso precision).")),
+    ("tile", str, _opt("", "--tile", help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px; empty: the recipe's.")),
     ("out", Path, _opt(None, "--out", "-o", help="Output PNG; default INPUT-STEM.TASK.png in the current folder.")),
     ("task_file", Path, _opt(None, "--task", help="A recipe TOML to use instead of the shipped one.")),
     ("set_", list[str], _opt([], "--set", help="Override a recipe value, e.g. --set methods.diffpir.zeta=0.5 (repeatable).")),
@@ -99,6 +100,9 @@ def _overrides(task: str, o: dict[str, Any]) -> list[str]:
     if o["sigma_y"] >= 0:
         sets.append(f"noise.sigma_y={o['sigma_y']}")
     sets += [f"seed={o['seed']}", f'model="{o["model"]}"']
+    if o["tile"]:
+        tile = parse_tile(o["tile"])
+        sets.append(f"tile={tile}" if isinstance(tile, int) else 'tile="auto"')
     return sets
 
 
@@ -177,7 +181,7 @@ def restore_file(task: str, **o: Any) -> Path:
             if scale > min(image.shape[-2:]) * 64:
                 raise InputError(f"--scale {scale} is far too large for a {image.shape[-1]}x{image.shape[-2]} image")
 
-    denoiser = load_prior(str(recipe["model"]), o["device"], o["dtype"])
+    denoiser = load_prior(str(recipe["model"]), o["device"], o["dtype"], recipe.get("tile", "auto"))
     frames: list[torch.Tensor] = []
     bar, task_id = _progress(0, o["quiet"])
 

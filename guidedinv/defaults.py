@@ -48,10 +48,23 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_prior(model: str = "default", device: str | torch.device = "auto", dtype: str | None = None) -> Denoiser:
-    """The prior named by ``model``: 'default', a registry name or a file path."""
+def parse_tile(text: str | int) -> str | int:
+    """A --tile value: 'auto', or a whole number of pixels (0: the whole image in one network call)."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return "auto"
+    if not value.isdigit():
+        raise InputError(f"--tile must be 'auto' or a whole number of pixels (0 = no tiling), got {text!r}")
+    return int(value)
+
+
+def load_prior(
+    model: str = "default", device: str | torch.device = "auto", dtype: str | None = None, tile: str | int = "auto"
+) -> Denoiser:
+    """The prior named by ``model``: 'default', a registry name or a file path. ``tile``: how the network
+    sees a large image (guidedinv.models.load_model): 'auto', 0 (whole image) or tiles of N px."""
     from .models import load_denoiser
 
     dev = pick_device(device) if isinstance(device, str) else device
     source = embedded_path(model) if model in EMBEDDED else model
-    return load_denoiser(source, device=dev, dtype=dtype)
+    return load_denoiser(source, device=dev, dtype=dtype, tile=parse_tile(tile))

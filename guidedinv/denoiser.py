@@ -22,6 +22,7 @@ from typing import Callable, Literal
 import torch
 
 from .schedule import VPSchedule
+from .tiling import Tiling, tiled_call
 
 __all__ = ["NULL_LABEL", "Prediction", "Denoiser", "NetworkDenoiser", "timestep_tensor"]
 
@@ -81,6 +82,8 @@ class NetworkDenoiser(Denoiser):
     num_classes: number of classes of a class-conditional network (0: unconditional). Labels equal to
         NULL_LABEL are mapped to ``null_label_index`` (the network's "no class" embedding).
     clip: clamp x0 to [-1, 1] (guided-diffusion's clip_denoised).
+    tiling: evaluate the network on overlapping tiles (:mod:`guidedinv.tiling`), or None for the whole
+        image in one call; an attribute a caller may change between runs.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class NetworkDenoiser(Denoiser):
         num_classes: int = 0,
         null_label_index: int | None = None,
         clip: bool = True,
+        tiling: Tiling | None = None,
     ) -> None:
         super().__init__()
         if prediction not in ("eps", "v", "x0"):
@@ -103,6 +107,7 @@ class NetworkDenoiser(Denoiser):
         self.num_classes = num_classes
         self.null_label_index = null_label_index
         self.clip = clip
+        self.tiling = tiling
 
     def _call_net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.num_classes == 0:
@@ -116,7 +121,7 @@ class NetworkDenoiser(Denoiser):
         return self.net(x, t, labels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> Prediction:
-        out = self._call_net(x, t, labels).to(x.dtype)
+        out = tiled_call(self._call_net, x, (t, labels), self.tiling).to(x.dtype)
         var_interp = None
         if self.learned_sigma:
             if out.shape[1] != 2 * x.shape[1]:

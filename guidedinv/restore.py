@@ -17,6 +17,7 @@ from .denoiser import Denoiser
 from .errors import InputError
 from .guidance import DPS, GuidanceTerm, Projection, Proximal, Replacement
 from .io import from_model_range, make_mask, pad_sides, pad_to_multiple, to_model_range
+from .models.load import network_size_multiple
 from .noise import NoiseSource
 from .operators import Blur, Downsample, GaussianNoise, Identity, Inpainting, LinearOperator
 from .recipes import BASELINES, method_settings
@@ -40,9 +41,7 @@ class Plan:
 
 def size_multiple(denoiser: Denoiser) -> int:
     """Side lengths the network accepts must be multiples of this (1 for analytic priors)."""
-    cfg = getattr(getattr(denoiser, "net", None), "config", None)
-    levels = getattr(cfg, "levels", None) or len(getattr(cfg, "channel_mult", ()) or (1,))
-    return 2 ** (levels - 1)
+    return network_size_multiple(getattr(denoiser, "net", None))
 
 
 def _kernel(spec: str, size: int, boundary: str) -> Blur:

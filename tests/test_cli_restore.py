@@ -92,6 +92,8 @@ BAD = [
     (["denoise", "rgb.png", "--model", "no-such-model"], "no-such-model"),
     (["denoise", "rgb.png", "-o", "blocker/out.png"], "blocker"),
     (["denoise", "rgb.png", "--device", "cuda:7"], "cuda"),
+    (["denoise", "rgb.png", "--tile", "big"], "--tile"),
+    (["denoise", "rgb.png", "--tile", "13"], "multiple of 2"),
 ]
 
 

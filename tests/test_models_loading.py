@@ -30,6 +30,7 @@ from guidedinv.models import (
 from guidedinv.models.config import expected_shapes
 from guidedinv.models.diffusers_unet import DiffusersUNetConfig, current_key
 from guidedinv.models.registry import REGISTRY, ModelEntry
+from guidedinv.tiling import Tiling
 from guidedinv.training.export import export_safetensors
 
 UNET = ADMConfig(32, 1, (1, 2), (2,), head_channels=None, num_heads=2, num_classes=4)
@@ -128,6 +129,24 @@ def test_embedded_default_prior_loads_as_the_v_prediction_model_it_was_trained_a
 
     prior = load_prior("default", device="cpu")
     assert prior.prediction == "v" and prior.schedule.num_steps == 1000
+    assert prior.tiling == Tiling(64, 16)  # trained on 48 px crops: 64 px tiles (guidedinv/tiling.py)
+    assert load_prior("default", device="cpu", tile=0).tiling is None
+
+
+def test_tiling_comes_from_the_training_crop_the_file_records_or_the_caller(tmp_path):
+    cfg = ADMConfig(32, 1, (1, 2, 2), (), out_channels=3, head_channels=None)
+    net = build_network(cfg).eval()
+    plain = export_safetensors(net, cfg, tmp_path / "plain.safetensors", schedule="linear", prediction="v", kind="prior")
+    cropped = export_safetensors(net, cfg, tmp_path / "crop.safetensors", schedule="linear", prediction="v",
+                                 kind="prior", card={"crop": 96})
+    assert load_denoiser(plain, device="cpu").tiling is None  # no training crop recorded: the whole image
+    assert load_denoiser(cropped, device="cpu").inferred.train_crop == 96
+    assert load_denoiser(cropped, device="cpu").tiling == Tiling(128, 32)
+    assert load_denoiser(cropped, device="cpu", tile=0).tiling is None
+    assert load_denoiser(plain, device="cpu", tile=40).tiling == Tiling(40, 10)
+    for bad in (42, -8, "big", True):
+        with pytest.raises(ModelError, match="multiple of 4"):
+            load_denoiser(plain, device="cpu", tile=bad)
 
 
 def test_plain_torch_state_dict_loads_with_inferred_config(tmp_path, tiny_net):

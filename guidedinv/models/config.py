@@ -34,8 +34,9 @@ class Inferred:
     """An inferred configuration. format: "adm" or "diffusers"; prediction: what the network outputs
     ("eps" for every public checkpoint; our own trained priors say "v" in their metadata);
     null_label: the label index meaning "no class" (classifier-free guidance), if the network has
-    one; assumed: fields not visible in the shapes and where their values came from; matches:
-    registry entries with this exact layout."""
+    one; train_crop: the crop size (px) of guidedinv's training, where the file records it (it sets
+    the default inference tiling, guidedinv.tiling); assumed: fields not visible in the shapes and
+    where their values came from; matches: registry entries with this exact layout."""
 
     format: str
     config: ADMConfig | du.DiffusersUNetConfig
@@ -44,6 +45,7 @@ class Inferred:
     matches: tuple[str, ...] = ()
     prediction: str = "eps"
     null_label: int | None = None
+    train_crop: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         kind = self.config.kind if isinstance(self.config, ADMConfig) else "unet"
@@ -53,6 +55,7 @@ class Inferred:
             "schedule": self.schedule,
             "prediction": self.prediction,
             "null_label": self.null_label,
+            "train_crop": self.train_crop,
             "learned_sigma": bool(getattr(self.config, "learned_sigma", False)),
             "config": self.config.to_dict(),
             "assumed": dict(self.assumed),
@@ -137,8 +140,8 @@ def _infer(shapes: Shapes, entry: ModelEntry | None, metadata: Mapping[str, Any]
         check_shapes(shapes, expected_shapes(cfg), "the configuration recorded in the file")
         matches = _registry_matches(cfg)
         schedule, prediction = str(metadata.get("schedule", "linear")), str(metadata.get("prediction", "eps"))
-        null = metadata.get("null_label")
-        return Inferred(_family(cfg), cfg, schedule, {"all": "file metadata"}, matches, prediction, null)
+        null, crop = metadata.get("null_label"), metadata.get("train_crop")
+        return Inferred(_family(cfg), cfg, schedule, {"all": "file metadata"}, matches, prediction, null, crop)
     if fmt == "diffusers":
         shapes = du.rename_legacy_keys(shapes)
         base = _parse_diffusers(shapes)

@@ -32,6 +32,7 @@ from torch import nn
 from ..denoiser import NetworkDenoiser
 from ..errors import ModelError
 from ..schedule import VPSchedule
+from ..tiling import Tiling, recommended_tiling
 from . import diffusers_unet as du
 from .adm import ADMConfig, build_network
 from .config import Inferred, detect_format, infer_config
@@ -45,6 +46,7 @@ __all__ = [
     "load_denoiser",
     "load_classifier",
     "resolve_dtype",
+    "network_size_multiple",
 ]
 
 TRAINING_FORMAT = "guidedinv-adm-1"  # the metadata format of guidedinv/training/export.py
@@ -149,9 +151,15 @@ def _training_record(raw: Mapping[str, str], path: Path) -> dict[str, Any]:
             "schedule": raw.get("schedule", "linear"),
             "prediction": raw.get("prediction", "eps"),
             "null_label": int(raw["null_label"]) if raw.get("null_label") else None,
+            "train_crop": _train_crop(json.loads(raw.get("card") or "{}")),
         }
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path} has unreadable guidedinv metadata ({exc})") from exc
+
+
+def _train_crop(card: Any) -> int | None:
+    crop = card.get("crop") if isinstance(card, dict) else None
+    return int(crop) if isinstance(crop, int) and crop > 0 else None
 
 
 def _torch_checkpoint(path: Path, mmap: bool) -> Checkpoint:
@@ -262,6 +270,7 @@ def load_model(
     schedule: str | None = None,
     attention_order: str | None = None,
     progress: bool = True,
+    tile: int | str | None = "auto",
 ) -> NetworkDenoiser | nn.Module:
     """Load a named model or a local checkpoint, configured from its own state dict.
 
@@ -280,6 +289,9 @@ def load_model(
     guided-diffusion's use_fp16 does; refused with a ModelError where the device cannot run it.
     schedule / attention_order: override what the registry or the defaults say (only needed for
     checkpoints that are not in the registry and differ from guided-diffusion's defaults).
+    tile: how a diffusion model's network sees large images (guidedinv.tiling): "auto" (default) tiles
+    of 4/3 of the training crop where the file records one (guidedinv's own priors), else the whole
+    image; an int N > 0: N px tiles sharing N/4 px; 0 or None: the whole image in one call.
     """
     target_dtype = resolve_dtype(dtype)
     dev = _check_device(device, target_dtype)
@@ -315,11 +327,30 @@ def load_model(
                 num_classes=classes,
                 null_label_index=inferred.null_label,
                 clip=True,
+                tiling=_tiling(tile, inferred, net),
             )
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from exc
     out.inferred, out.entry = inferred, entry
     return out
+
+
+def network_size_multiple(net: Any) -> int:
+    """Side lengths ``net`` accepts must be multiples of this: 2 ** (resolution levels - 1); 1 for a
+    module without a UNet configuration."""
+    cfg = getattr(net, "config", None)
+    return 2 ** ((getattr(cfg, "levels", None) or len(getattr(cfg, "channel_mult", ()) or (1,))) - 1)
+
+
+def _tiling(tile: int | str | None, inferred: Inferred, net: nn.Module) -> Tiling | None:
+    multiple = network_size_multiple(net)
+    if tile == "auto":
+        return recommended_tiling(inferred.train_crop, multiple)
+    if tile is None or tile == 0:
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % multiple:
+        raise ModelError(f"tile must be 'auto', 0 (whole image) or a positive multiple of {multiple} px, got {tile!r}")
+    return Tiling(tile, tile // 4)
 
 
 def load_denoiser(source: str | os.PathLike, **kwargs: Any) -> NetworkDenoiser:

@@ -1,0 +1,107 @@
+"""Tiled network evaluation (guidedinv/tiling.py): the blend is a partition of unity, tiles cover the
+image, per-item inputs follow their image, and nothing depends on the batch or the chunking."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from guidedinv.denoiser import NetworkDenoiser
+from guidedinv.schedule import VPSchedule
+from guidedinv.tiling import Tiling, blend_window, recommended_tiling, tile_starts, tiled_call
+
+
+def pointwise(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """A network acting pixel by pixel, with per-item timestep and label inputs."""
+    out = torch.tanh(1.7 * x + 0.3 * x.roll(1, dims=1)) * (t / 1000).view(-1, 1, 1, 1)
+    return out if labels is None else out + labels.view(-1, 1, 1, 1).to(x.dtype)
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(256, 64, 16), (100, 64, 16), (64, 64, 16), (40, 64, 16), (200, 48, 0), (97, 32, 31)])
+def test_tiles_cover_the_axis_and_neighbours_share_at_least_the_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    covered = torch.zeros(length, dtype=torch.bool)
+    for s in starts:
+        assert 0 <= s and s + size <= length
+        covered[s:s + size] = True
+    assert bool(covered.all())
+    assert starts == sorted(set(starts)) and starts[-1] + size == length
+    for a, b in zip(starts, starts[1:]):
+        assert a + size - b >= overlap  # neighbours share at least the overlap
+
+
+def test_blend_window_ramps_over_the_overlap_and_is_positive():
+    w = blend_window(64, 16, torch.float64, torch.device("cpu"))
+    assert bool((w > 0).all()) and torch.equal(w, w.flip(0))
+    assert torch.equal(w[16:48], torch.ones(32, dtype=torch.float64))
+    assert torch.allclose(w[:16], (torch.arange(16, dtype=torch.float64) + 0.5) / 16)
+    assert torch.equal(blend_window(10, 0, torch.float64, torch.device("cpu")), torch.ones(10, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("hw", [(256, 256), (200, 136), (64, 300), (48, 40), (96, 64)])
+def test_a_pixelwise_network_gives_the_same_output_tiled_or_not(hw):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, *hw, generator=gen, dtype=torch.float64)
+    t = torch.tensor([10.0, 500.0, 990.0], dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1])
+    whole = pointwise(x, t, labels)
+    tiled = tiled_call(pointwise, x, (t, labels), Tiling(64, 16))
+    assert tiled.shape == whole.shape
+    assert torch.allclose(tiled, whole, atol=1e-12, rtol=0)  # the weights sum to one at every pixel
+    assert torch.allclose(tiled_call(pointwise, x, (t, None), Tiling(32, 8)), pointwise(x, t), atol=1e-12, rtol=0)
+
+
+def test_a_local_network_sees_only_its_tile():
+    """A 3x3 box filter differs from its tiled evaluation exactly where a tile edge cuts its footprint."""
+    def box(x, t):
+        return torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+    x = torch.randn(1, 1, 96, 96, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    tiled = tiled_call(box, x, (torch.zeros(1),), Tiling(64, 32))  # tiles at 0 and 32 on each axis
+    diff = (tiled - box(x, None)).abs()[0, 0]
+    assert float(diff.max()) > 1e-3  # the seams are not hidden
+    assert float(diff[40:56, 40:56].max()) < 1e-12  # interior of all four tiles: identical
+
+
+def test_each_image_of_a_batch_is_tiled_on_its_own_and_chunking_does_not_matter():
+    conv = torch.nn.Conv2d(3, 3, 5, padding=2).double()
+    torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(2))
+    gn = torch.nn.GroupNorm(1, 3).double()
+
+    def net(x, t):
+        return gn(conv(x)) * (t / 1000).view(-1, 1, 1, 1)
+
+    x = torch.randn(3, 3, 130, 100, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t = torch.tensor([100.0, 400.0, 800.0], dtype=torch.float64)
+    with torch.no_grad():
+        together = tiled_call(net, x, (t,), Tiling(64, 16, max_tiles=64))
+        one_tile_per_call = tiled_call(net, x, (t,), Tiling(64, 16, max_tiles=1))
+        alone = torch.cat([tiled_call(net, x[i:i + 1], (t[i:i + 1],), Tiling(64, 16)) for i in range(3)])
+        whole = net(x, t)
+    assert torch.allclose(together, one_tile_per_call, atol=1e-12, rtol=0)
+    assert torch.allclose(together, alone, atol=1e-12, rtol=0)
+    assert float((together - whole).abs().max()) > 1e-3  # GroupNorm over a tile is not over the image
+
+
+def test_the_denoiser_tiles_its_network_and_can_be_switched_off():
+    denoiser = NetworkDenoiser(lambda x, t: pointwise(x, t), VPSchedule.named("linear"), prediction="x0", clip=False,
+                               tiling=Tiling(32, 8))
+    x = torch.randn(2, 3, 80, 72, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([5.0, 700.0])
+    tiled = denoiser(x, t).x0
+    denoiser.tiling = None
+    assert torch.allclose(tiled, denoiser(x, t).x0, atol=1e-6, rtol=0)
+
+
+def test_recommended_tiling_is_four_thirds_of_the_training_crop():
+    assert recommended_tiling(48, 8) == Tiling(64, 16)
+    assert recommended_tiling(96, 8) == Tiling(128, 32)
+    assert recommended_tiling(32, 8) == Tiling(48, 12)
+    assert recommended_tiling(48, 32) == Tiling(64, 16)
+    assert recommended_tiling(None, 8) is None and recommended_tiling(0, 8) is None
+
+
+@pytest.mark.parametrize("size,overlap,max_tiles", [(0, 0, 1), (64, 64, 1), (64, -1, 1), (64, 16, 0)])
+def test_bad_tilings_are_refused(size, overlap, max_tiles):
+    with pytest.raises(ValueError, match="tiling"):
+        Tiling(size, overlap, max_tiles)
