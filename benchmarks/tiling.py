@@ -1,9 +1,14 @@
 """How the network's tiling (guidedinv/tiling.py) changes restoration quality and time, on TRAINING
 crops (never validation images): a guided method (default pnp) with the task recipe's settings, the
-prior's network run on the whole image (tile 0) or on tiles of N px sharing N/4 px.
+prior's network run on the whole image (tile 0) or on tiles of N px sharing N/SHARE px (--share 8 is
+the package's rule, guidedinv.tiling.tiles_of).
 
     OMP_NUM_THREADS=1 python benchmarks/tiling.py --crop 256 --images 3 --tiles 0,48,64,96,128 \\
         --tasks inpaint-random,superres4,deblur-gauss,deblur-motion
+
+With --speed it instead times one network call (no restoration) per image size and tiling:
+
+    OMP_NUM_THREADS=2 python benchmarks/tiling.py --speed --sizes 256x256,240x320,512x512 --tiles 0,64,80,96
 
 Prints one markdown table per task: the PSNR of each crop, the mean and the seconds per image. The
 crops are centre crops of ../shared/data/train/bsd200 images 4 onwards (as benchmarks/tune_methods.py);
@@ -23,6 +28,7 @@ from guidedinv.io import read_image
 from guidedinv.metrics import psnr
 from guidedinv.recipes import apply_overrides
 from guidedinv.restore import restore
+from guidedinv.tiling import Tiling
 
 
 def main() -> None:
@@ -32,9 +38,14 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/train/bsd200"))
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--share", type=int, default=8, help="tiles share 1/SHARE of their side")
     parser.add_argument("--model", default="default")
     parser.add_argument("--method", default="pnp", help="the guided method, with the task recipe's settings for it")
+    parser.add_argument("--speed", action="store_true", help="time one network call per size and tiling instead")
+    parser.add_argument("--sizes", default="256x256,240x320,512x512", help="HxW sizes for --speed")
     args = parser.parse_args()
+    if args.speed:
+        return speed(args)
     torch.set_num_threads(1)
     files = list_images([Path(args.data)], limit=3 + args.images)[3:]
     crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
@@ -45,16 +56,42 @@ def main() -> None:
         print("| network tiles | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
         print("|---|" + "---|" * (len(files) + 2))
         for tile in tiles:
-            prior = load_prior(args.model, device="cpu", tile=tile)
+            prior = load_prior(args.model, device="cpu", tile=0)
+            prior.tiling = Tiling(tile, tile // args.share) if tile else None
             scores, start = [], time.perf_counter()
             for i, x in enumerate(crops):
                 recipe, y, mask, _ = degrade(TASKS[task], x[None], seed=i)
                 recipe = apply_overrides(recipe, [f'method="{args.method}"'])
                 scores.append(psnr(restore(prior, recipe, y, mask=mask)[0], x))
             seconds = (time.perf_counter() - start) / len(crops)
-            label = "whole image" if tile == 0 else f"{tile} px, {tile // 4} shared"
+            label = "whole image" if tile == 0 else f"{tile} px, {tile // args.share} shared"
             print(f"| {label} | " + " | ".join(f"{s:.2f}" for s in scores)
                   + f" | {sum(scores) / len(scores):.2f} | {seconds:.1f} |", flush=True)
+
+
+def speed(args: argparse.Namespace) -> None:
+    """ms per network call (median of 3 after a warm-up), whole image and each tiling, at each size."""
+    prior = load_prior(args.model, device="cpu", tile=0)
+    tiles = [int(t) for t in args.tiles.split(",")]
+    labels = ["whole image" if t == 0 else f"{t} px, {t // args.share} shared" for t in tiles]
+    print(f"ms per network call of the {args.model} prior, CPU, {torch.get_num_threads()} thread(s), t = 500\n")
+    print("| image | " + " | ".join(labels) + " |")
+    print("|---|" + "---|" * len(tiles))
+    for size in args.sizes.split(","):
+        h, w = (int(v) for v in size.lower().split("x"))
+        x, t = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0)), torch.full((1,), 500.0)
+        cells = []
+        for tile in tiles:
+            prior.tiling = Tiling(tile, tile // args.share) if tile else None
+            with torch.no_grad():
+                prior(x, t)
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    prior(x, t)
+                    times.append(time.perf_counter() - start)
+            cells.append(f"{sorted(times)[1] * 1000:.0f}")
+        print(f"| {h}x{w} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def test_embedded_default_prior_loads_as_the_v_prediction_model_it_was_trained_a
 
     prior = load_prior("default", device="cpu")
     assert prior.prediction == "v" and prior.schedule.num_steps == 1000
-    assert prior.tiling == Tiling(64, 16)  # trained on 48 px crops: 64 px tiles (guidedinv/tiling.py)
+    assert prior.tiling == Tiling(64, 8)  # trained on 48 px crops: 64 px tiles (guidedinv/tiling.py)
     assert load_prior("default", device="cpu", tile=0).tiling is None
 
 
@@ -141,9 +141,9 @@ def test_tiling_comes_from_the_training_crop_the_file_records_or_the_caller(tmp_
                                  kind="prior", card={"crop": 96})
     assert load_denoiser(plain, device="cpu").tiling is None  # no training crop recorded: the whole image
     assert load_denoiser(cropped, device="cpu").inferred.train_crop == 96
-    assert load_denoiser(cropped, device="cpu").tiling == Tiling(128, 32)
+    assert load_denoiser(cropped, device="cpu").tiling == Tiling(128, 16)
     assert load_denoiser(cropped, device="cpu", tile=0).tiling is None
-    assert load_denoiser(plain, device="cpu", tile=40).tiling == Tiling(40, 10)
+    assert load_denoiser(plain, device="cpu", tile=40).tiling == Tiling(40, 5)
     for bad in (42, -8, "big", True):
         with pytest.raises(ModelError, match="multiple of 4"):
             load_denoiser(plain, device="cpu", tile=bad)

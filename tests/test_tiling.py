@@ -94,10 +94,10 @@ def test_the_denoiser_tiles_its_network_and_can_be_switched_off():
 
 
 def test_recommended_tiling_is_four_thirds_of_the_training_crop():
-    assert recommended_tiling(48, 8) == Tiling(64, 16)
-    assert recommended_tiling(96, 8) == Tiling(128, 32)
-    assert recommended_tiling(32, 8) == Tiling(48, 12)
-    assert recommended_tiling(48, 32) == Tiling(64, 16)
+    assert recommended_tiling(48, 8) == Tiling(64, 8)
+    assert recommended_tiling(96, 8) == Tiling(128, 16)
+    assert recommended_tiling(32, 8) == Tiling(48, 6)
+    assert recommended_tiling(48, 32) == Tiling(64, 8)
     assert recommended_tiling(None, 8) is None and recommended_tiling(0, 8) is None
 
 

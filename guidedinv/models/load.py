@@ -32,7 +32,7 @@ from torch import nn
 from ..denoiser import NetworkDenoiser
 from ..errors import ModelError
 from ..schedule import VPSchedule
-from ..tiling import Tiling, recommended_tiling
+from ..tiling import Tiling, recommended_tiling, tiles_of
 from . import diffusers_unet as du
 from .adm import ADMConfig, build_network
 from .config import Inferred, detect_format, infer_config
@@ -291,7 +291,7 @@ def load_model(
     checkpoints that are not in the registry and differ from guided-diffusion's defaults).
     tile: how a diffusion model's network sees large images (guidedinv.tiling): "auto" (default) tiles
     of 4/3 of the training crop where the file records one (guidedinv's own priors), else the whole
-    image; an int N > 0: N px tiles sharing N/4 px; 0 or None: the whole image in one call.
+    image; an int N > 0: N px tiles sharing N/8 px; 0 or None: the whole image in one call.
     """
     target_dtype = resolve_dtype(dtype)
     dev = _check_device(device, target_dtype)
@@ -350,7 +350,7 @@ def _tiling(tile: int | str | None, inferred: Inferred, net: nn.Module) -> Tilin
         return None
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % multiple:
         raise ModelError(f"tile must be 'auto', 0 (whole image) or a positive multiple of {multiple} px, got {tile!r}")
-    return Tiling(tile, tile // 4)
+    return tiles_of(tile)
 
 
 def load_denoiser(source: str | os.PathLike, **kwargs: Any) -> NetworkDenoiser:
