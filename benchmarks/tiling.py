@@ -31,6 +31,13 @@ from guidedinv.restore import restore
 from guidedinv.tiling import Tiling
 
 
+def tiling_and_label(tile: int, share: int) -> tuple[Tiling | None, str]:
+    """The tiling of a --tiles entry (0: none) and its table label."""
+    if tile == 0:
+        return None, "whole image"
+    return Tiling(tile, tile // share), f"{tile} px, {tile // share} shared"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="inpaint-random,superres4,deblur-gauss,deblur-motion")
@@ -49,22 +56,21 @@ def main() -> None:
     torch.set_num_threads(1)
     files = list_images([Path(args.data)], limit=3 + args.images)[3:]
     crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
-    tiles = [int(t) for t in args.tiles.split(",")]
+    tiles = [tiling_and_label(int(t), args.share) for t in args.tiles.split(",")]
+    prior = load_prior(args.model, device="cpu", tile=0)
     print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}; method {args.method} with each task recipe's settings")
     for task in args.tasks.split(","):
         print(f"\n### {task}\n")
         print("| network tiles | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
         print("|---|" + "---|" * (len(files) + 2))
-        for tile in tiles:
-            prior = load_prior(args.model, device="cpu", tile=0)
-            prior.tiling = Tiling(tile, tile // args.share) if tile else None
+        for tiling, label in tiles:
+            prior.tiling = tiling
             scores, start = [], time.perf_counter()
             for i, x in enumerate(crops):
                 recipe, y, mask, _ = degrade(TASKS[task], x[None], seed=i)
                 recipe = apply_overrides(recipe, [f'method="{args.method}"'])
                 scores.append(psnr(restore(prior, recipe, y, mask=mask)[0], x))
             seconds = (time.perf_counter() - start) / len(crops)
-            label = "whole image" if tile == 0 else f"{tile} px, {tile // args.share} shared"
             print(f"| {label} | " + " | ".join(f"{s:.2f}" for s in scores)
                   + f" | {sum(scores) / len(scores):.2f} | {seconds:.1f} |", flush=True)
 
@@ -72,17 +78,16 @@ def main() -> None:
 def speed(args: argparse.Namespace) -> None:
     """ms per network call (median of 3 after a warm-up), whole image and each tiling, at each size."""
     prior = load_prior(args.model, device="cpu", tile=0)
-    tiles = [int(t) for t in args.tiles.split(",")]
-    labels = ["whole image" if t == 0 else f"{t} px, {t // args.share} shared" for t in tiles]
+    tiles = [tiling_and_label(int(t), args.share) for t in args.tiles.split(",")]
     print(f"ms per network call of the {args.model} prior, CPU, {torch.get_num_threads()} thread(s), t = 500\n")
-    print("| image | " + " | ".join(labels) + " |")
+    print("| image | " + " | ".join(label for _, label in tiles) + " |")
     print("|---|" + "---|" * len(tiles))
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.lower().split("x"))
         x, t = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0)), torch.full((1,), 500.0)
         cells = []
-        for tile in tiles:
-            prior.tiling = Tiling(tile, tile // args.share) if tile else None
+        for tiling, _ in tiles:
+            prior.tiling = tiling
             with torch.no_grad():
                 prior(x, t)
                 times = []
