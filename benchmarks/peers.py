@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from guidedinv.bench_peers import PEER_TASKS, run_peers, write_outputs
+from guidedinv.bench.peers_run import PEER_TASKS, run_peers, write_outputs
 from guidedinv.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", type=Path, default=DEFAULT_IMAGES,
                         help="image files or folders (default: three sample_images photos)")
-    parser.add_argument("--tasks", default=",".join(PEER_TASKS), help="benchmark task names (guidedinv.bench.TASKS)")
+    parser.add_argument("--tasks", default=",".join(PEER_TASKS), help="benchmark task names (guidedinv.bench.harness.TASKS)")
     parser.add_argument("--peers", default="all", help="comma-separated peer names, or 'all'")
     parser.add_argument("--nfe", default="20", help="network-evaluation budgets of the peers")
     parser.add_argument("--ours-nfe", default="", help="budgets of ours (default: the peers' budgets, halves and doubles)")

@@ -1,7 +1,7 @@
 """Speed profile: time per network evaluation against time per sampler step, for each method.
 
 For each task and method the sampler runs ``--steps`` steps on one image with the network wrapped
-(forward calls counted and timed: :class:`guidedinv.bench.CountingDenoiser`) and each guidance term
+(forward calls counted and timed: :class:`guidedinv.bench.harness.CountingDenoiser`) and each guidance term
 wrapped (both hooks timed; DPS's backward pass through the network happens inside its hook, so it
 shows there). What is left of a step is the loop and the step rule. Prints a markdown table:
 
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench import GUIDED, TASKS, CountingDenoiser, method_recipe, steps_for_budget, task_recipe
+from guidedinv.bench.harness import GUIDED, TASKS, CountingDenoiser, method_recipe, steps_for_budget, task_recipe
 from guidedinv.defaults import WEIGHTS_DIR, EMBEDDED, load_prior, pick_device
 from guidedinv.guidance.base import GuidanceTerm
 from guidedinv.io import make_mask
 from guidedinv.noise import NoiseSource
-from guidedinv.recipes import apply_overrides
-from guidedinv.restore import build_operator, plan_method, simulate
+from guidedinv.app.recipes import apply_overrides
+from guidedinv.app.restore import build_operator, plan_method, simulate
 from guidedinv.rules import make_rule
 from guidedinv.sampler import sample
 

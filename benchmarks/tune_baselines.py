@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench import TASKS, centre_crop, degrade, list_images
+from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images
 from guidedinv.io import read_image
 from guidedinv.metrics import psnr
-from guidedinv.recipes import apply_overrides
-from guidedinv.restore import restore
+from guidedinv.app.recipes import apply_overrides
+from guidedinv.app.restore import restore
 
 GRID = {  # task -> method -> (setting, values)
     "deblur-gauss": {"wiener": ("balance", [0.003, 0.01, 0.03, 0.1, 0.3]),

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench import TASKS, centre_crop, degrade, list_images
+from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images
 from guidedinv.defaults import load_prior
 from guidedinv.io import read_image
 from guidedinv.metrics import psnr
-from guidedinv.recipes import BASELINES, apply_overrides
-from guidedinv.restore import restore
+from guidedinv.app.recipes import BASELINES, apply_overrides
+from guidedinv.app.restore import restore
 
 
 def main() -> None:

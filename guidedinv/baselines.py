@@ -1,5 +1,5 @@
 """Classical restoration baselines, run as methods of a recipe (``method = "wiener"``) through the same
-:func:`guidedinv.restore.restore` call as the guided methods, so the command line and the benchmark
+:func:`guidedinv.app.restore.restore` call as the guided methods, so the command line and the benchmark
 treat them alike. No network, no randomness: the same measurement always gives the same result.
 
 Convention (restore()'s): measurement y (B, C, h, w) in [0, 1], C = 1 or 3 -> x (B, C, H, W) in
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .recipes import BASELINES, method_settings
+from .app.recipes import BASELINES, method_settings
 
 __all__ = ["BASELINES", "run_baseline", "upsample", "wiener", "richardson_lucy", "tv_deconvolution", "biharmonic",
            "tv_denoise"]
@@ -199,7 +199,7 @@ def run_baseline(recipe: dict[str, Any], y: torch.Tensor, mask: torch.Tensor | N
     mask: inpainting only, bool (h, w) or (B, h, w), True = fill (else the recipe's generated mask).
     """
     from .io import make_mask
-    from .restore import build_operator
+    from .app.restore import build_operator
 
     hw = (int(y.shape[-2]), int(y.shape[-1]))
     kind = recipe["operator"].get("kind")

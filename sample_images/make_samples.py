@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from guidedinv.io import make_mask, read_image, write_image
 from guidedinv.operators import Blur, Downsample, Identity
-from guidedinv.restore import simulate
+from guidedinv.app.restore import simulate
 
 HERE = Path(__file__).resolve().parent
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guidedinv.batch import collect_items, item_seed
+from guidedinv.app.batch import collect_items, item_seed
 from guidedinv.cli import run
 from guidedinv.io import TEMP_SUFFIX, read_image
 from conftest import save_tiny_prior
@@ -223,9 +223,9 @@ def test_two_rank_torchrun_does_every_item_exactly_once(work):
 
 def test_ranks_without_a_process_group_merge_their_parts(work):
     """WORLD_SIZE/RANK set by a launcher without MASTER_ADDR: no barrier; each rank merges at its end."""
-    from guidedinv.batch import Ranks, run_batch
+    from guidedinv.app.batch import Ranks, run_batch
     from guidedinv.defaults import load_prior
-    from guidedinv.recipes import apply_overrides, load_recipe
+    from guidedinv.app.recipes import apply_overrides, load_recipe
 
     recipe = apply_overrides(load_recipe("denoise"), ['methods.pnp.steps="2"', f'model="{work / "tiny.safetensors"}"'])
     items = collect_items([str(work / "photos")])

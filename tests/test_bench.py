@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from guidedinv.bench import (COLUMNS, TIMING_COLUMNS, CountingDenoiser, centre_crop, degrade, image_seed, list_images,
+from guidedinv.bench.harness import (COLUMNS, TIMING_COLUMNS, CountingDenoiser, centre_crop, degrade, image_seed, list_images,
                              method_recipe, plan_runs, random_tiny_model, run_bench, steps_for_budget, task_recipe, TASKS,
                              write_outputs)
 from guidedinv.errors import InputError
 from guidedinv.io import write_image
-from guidedinv.restore import restore
+from guidedinv.app.restore import restore
 from guidedinv.sampler import Resampling, resampling_path
 
 TASK_LIST = ["superres4", "deblur-gauss", "inpaint-random"]

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import save_tiny_prior
-from guidedinv.bench import CountingDenoiser
+from guidedinv.bench.harness import CountingDenoiser
 from guidedinv.defaults import load_prior
 from guidedinv.noise import NoiseSource
 from guidedinv.operators import Blur, Downsample, Inpainting
-from guidedinv.peers import (PEERS, EpsUNet, PeerUnavailable, UnitRangeDenoiser, continuous_timestep, diffusers_ddim_sample,
+from guidedinv.bench.peers import (PEERS, EpsUNet, PeerUnavailable, UnitRangeDenoiser, continuous_timestep, diffusers_ddim_sample,
                              load_deepinv, operator_physics, repaint_steps_for_budget, svd_physics)
 from guidedinv.priors import GaussianPrior
 from guidedinv.rules import DDIM
@@ -168,7 +168,7 @@ def test_deepinv_peers_run_at_the_counted_budget(dinv, tiny, name):
 
 
 def test_equal_quality_ratio():
-    from guidedinv.bench_peers import equal_quality_ratio
+    from guidedinv.bench.peers_run import equal_quality_ratio
 
     curve = [(1.0, 20.0), (2.0, 22.0), (4.0, 23.0)]
     assert equal_quality_ratio(21.0, 3.0, curve) == ("=", pytest.approx(2.0))  # ours needs 1.5 s
@@ -180,7 +180,7 @@ def test_run_peers_reports_what_it_could_not_run(tmp_path, monkeypatch):
     """A missing library is a line under 'Not run' with its reason, the rest of the table still comes."""
     from PIL import Image
 
-    import guidedinv.bench_peers as bp
+    import guidedinv.bench.peers_run as bp
 
     Image.new("RGB", (24, 24), (90, 140, 200)).save(tmp_path / "flat.png")
 

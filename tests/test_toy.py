@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from guidedinv.cli_toy import DEFAULT_SCALE
+from guidedinv.cli.toy import DEFAULT_SCALE
 from guidedinv.errors import InputError
 from guidedinv.generate import generate, guided, image_grid
 from guidedinv.models import load_classifier

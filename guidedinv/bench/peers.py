@@ -32,10 +32,10 @@ from typing import Any, Sequence
 
 import torch
 
-from .denoiser import Denoiser
-from .noise import NoiseSource
-from .operators import Blur, Downsample, Inpainting, LinearOperator
-from .schedule import VPSchedule, respace
+from ..denoiser import Denoiser
+from ..noise import NoiseSource
+from ..operators import Blur, Downsample, Inpainting, LinearOperator
+from ..schedule import VPSchedule, respace
 
 __all__ = ["PeerUnavailable", "CONVENTIONS", "load_deepinv", "load_diffusers", "continuous_timestep", "UnitRangeDenoiser",
            "EpsUNet", "diffusers_scheduler", "operator_physics", "svd_physics", "deepinv_dps", "deepinv_diffpir", "deepinv_ddrm",

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .. import __version__
-from ..io import atomic_write_bytes
+from ... import __version__
+from ...io import atomic_write_bytes
 
 __all__ = ["REPORT_NAME", "PARTS_DIR", "STATUSES", "new_record", "read_records", "latest", "write_report",
            "write_part", "part_paths", "summarise"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["bench_command"]
 
@@ -64,7 +64,7 @@ def bench_command(
 
         guidedinv bench ../shared/data/val/cbsd68 ../shared/data/val/set14 --limit 2 --nfe 20,50,100 --doc docs/benchmarks.md
     """
-    from .bench import TASKS, run_bench, write_outputs
+    from ..bench.harness import TASKS, run_bench, write_outputs
 
     per_method = {}
     for item in method_nfe:

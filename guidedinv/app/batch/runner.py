@@ -3,7 +3,7 @@ stops the rest.
 
 Flow per process: claim the output folder for the recipe (``recipe.toml``), take this rank's share,
 skip items whose output is already complete, read the rest one by one and group them by padded
-shape (and SR factor), restore each full group in one :func:`guidedinv.restore.restore` call,
+shape (and SR factor), restore each full group in one :func:`guidedinv.app.restore.restore` call,
 write each output atomically, and update the report after every group.
 
 Why the results equal one-at-a-time runs: every item is padded on its own exactly as ``restore``
@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..denoiser import Denoiser
-from ..errors import GuidedinvError, InputError
-from ..io import TEMP_SUFFIX, read_image, write_image
+from ...denoiser import Denoiser
+from ...errors import GuidedinvError, InputError
+from ...io import TEMP_SUFFIX, read_image, write_image
 from ..recipes import dump_toml, method_settings
 from ..restore import restore, size_multiple
 from .folder import RECIPE_NAME, canonical, claim_folder

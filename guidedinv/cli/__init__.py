@@ -6,15 +6,15 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
-from .errors import GuidedinvError
-from .cli_batch import batch_command
-from .cli_bench import bench_command
-from .cli_eval import eval_command
-from .cli_models import models_app
-from .cli_restore import register_restore_commands
-from .cli_train import train_app
-from .cli_toy import generate, train_toy
+from .. import __version__
+from ..errors import GuidedinvError
+from .batch import batch_command
+from .bench import bench_command
+from .eval import eval_command
+from .models import models_app
+from .restore import register_restore_commands
+from .train import train_app
+from .toy import generate, train_toy
 
 class _UserErrorsAsOneLine(TyperGroup):
     """Every command, sub-commands included: a user's mistake (any GuidedinvError) is one line on
@@ -77,7 +77,7 @@ def demo(
     Needs no network: the prior and the noisy classifier are both exact, so s = 1 must put
     (nearly) every sample in the requested component.
     """
-    from .demo import mixture_demo
+    from ..demo import mixture_demo
 
     typer.echo(mixture_demo(scale=scale, component=component, samples=samples, steps=steps, seed=seed))
 

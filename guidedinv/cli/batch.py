@@ -1,5 +1,5 @@
 """``guidedinv batch RECIPE INPUTS... --out DIR``: restore many images with one recipe (a thin shell
-over :mod:`guidedinv.batch`)."""
+over :mod:`guidedinv.app.batch`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,9 +92,9 @@ def batch_command(
 
     Exit codes: 0 every item done; 1 some items failed (see report.json); 2 usage or input error (nothing ran); 3 the model could not be loaded; 4 a download failed; 130 interrupted (finished items are kept).
     """
-    from .batch import collect_items, join, run_batch
-    from .defaults import load_prior, parse_tile
-    from .recipes import apply_overrides, load_recipe
+    from ..app.batch import collect_items, join, run_batch
+    from ..defaults import load_prior, parse_tile
+    from ..app.recipes import apply_overrides, load_recipe
 
     ranks = None
     bar: _Bar | _Quiet = _Quiet()

@@ -46,13 +46,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .denoiser import Denoiser, Prediction
-from .errors import InputError
-from .io import make_mask, read_image
-from .metrics import lpips_status, score
-from .recipes import BASELINES, apply_overrides, dump_toml, load_recipe, method_settings
-from .restore import build_operator, restore, simulate
-from .sampler import Resampling, resampling_path
+from ..denoiser import Denoiser, Prediction
+from ..errors import InputError
+from ..io import make_mask, read_image
+from ..metrics import lpips_status, score
+from ..app.recipes import BASELINES, apply_overrides, dump_toml, load_recipe, method_settings
+from ..app.restore import build_operator, restore, simulate
+from ..sampler import Resampling, resampling_path
 
 __all__ = ["BenchTask", "TASKS", "GUIDED", "COLUMNS", "CountingDenoiser", "PeakMemory", "list_images", "centre_crop",
            "degrade", "steps_for_budget", "run_bench", "write_outputs", "random_tiny_model"]
@@ -312,9 +312,9 @@ def random_tiny_model(folder: Path, device: torch.device) -> tuple[Denoiser, dic
     """An UNTRAINED, seeded small ADM UNet (32 channels, levels 1,2,2,2, one res block per level, no
     attention but the middle block's; about 60 % of the default prior's time per call): it
     exercises the harness and nothing else; its quality numbers are meaningless."""
-    from .defaults import load_prior
-    from .models.adm import ADMConfig, build_network
-    from .training import export_safetensors
+    from ..defaults import load_prior
+    from ..models.adm import ADMConfig, build_network
+    from ..training import export_safetensors
 
     cfg = ADMConfig(model_channels=32, num_res_blocks=1, channel_mult=(1, 2, 2, 2), attention_ds=(), out_channels=3,
                     head_channels=None)
@@ -332,7 +332,7 @@ def load_bench_model(model: str, device: torch.device, work: Path) -> tuple[Deno
     if model == RANDOM_TINY:
         denoiser, info = random_tiny_model(work, device)
     else:
-        from .defaults import EMBEDDED, WEIGHTS_DIR, load_prior
+        from ..defaults import EMBEDDED, WEIGHTS_DIR, load_prior
 
         denoiser = load_prior(model, device)
         info = {"source": model, "untrained": False}
@@ -415,8 +415,8 @@ def run_bench(
     """Run every (image, task, method, budget) once; rows follow :data:`COLUMNS` (see the module notes)."""
     import tempfile
 
-    from . import __version__
-    from .defaults import pick_device
+    from .. import __version__
+    from ..defaults import pick_device
 
     runs = plan_runs(tasks, methods, nfes, method_nfe)
     images = list_images(paths, limit)
@@ -630,7 +630,7 @@ def plot(summary: Sequence[dict[str, Any]], folder: Path) -> tuple[list[Path], s
 
 def write_outputs(result: BenchResult, out: Path, doc: Path | None = None) -> list[Path]:
     """results.csv, summary.csv, summary.md, config.json and the plots in ``out``; the doc page too."""
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ from typing import Optional
 import torch
 import typer
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 __all__ = ["generate", "train_toy", "DEFAULT_SCALE"]
 
@@ -64,11 +64,11 @@ def generate(
 
         guidedinv generate --class 0 --guidance none -n 64 --seed 7
     """
-    from .defaults import pick_device
-    from .generate import GUIDANCE, generate as run_generate, image_grid, load_class_models
-    from .io import from_model_range, write_image
-    from .sampler import build_path
-    from .toy import TOY
+    from ..defaults import pick_device
+    from ..generate import GUIDANCE, generate as run_generate, image_grid, load_class_models
+    from ..io import from_model_range, write_image
+    from ..sampler import build_path
+    from ..toy import TOY
 
     if guidance not in GUIDANCE:
         raise InputError(f"unknown --guidance {guidance!r}; choose from {', '.join(GUIDANCE)}")
@@ -128,9 +128,9 @@ def train_toy(
 
         OMP_NUM_THREADS=1 guidedinv train toy --out guidedinv/weights --work runs/toy
     """
-    from .cli_train import run_training
-    from .defaults import pick_device
-    from .toy.train import RECIPES, train_all
+    from .train import run_training
+    from ..defaults import pick_device
+    from ..toy.train import RECIPES, train_all
 
     unknown = [n for n in only if n not in RECIPES]
     if unknown:

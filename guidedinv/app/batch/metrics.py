@@ -9,9 +9,9 @@ import math
 
 import torch
 
-from ..metrics import SSIM_MIN_SIDE, psnr, ssim
-from ..metrics import consistency as _consistency
-from ..operators import Inpainting, LinearOperator
+from ...metrics import SSIM_MIN_SIDE, psnr, ssim
+from ...metrics import consistency as _consistency
+from ...operators import Inpainting, LinearOperator
 
 __all__ = ["quality", "consistency", "SSIM_MIN_SIDE"]
 

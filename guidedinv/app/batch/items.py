@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = ["Item", "IMAGE_SUFFIXES", "MANIFEST_FIELDS", "collect_items", "read_manifest", "item_seed",
            "measurement_seed"]

@@ -4,7 +4,7 @@ batch report use.
 
 Pairing rule (also in the command's help). OUTPUTS and REFERENCES are each an image file, a folder
 (searched recursively) or a quoted glob pattern, found as ``guidedinv batch`` finds its inputs
-(:func:`guidedinv.batch.collect_items`). Every image has a key: its path relative to the folder (or
+(:func:`guidedinv.app.batch.collect_items`). Every image has a key: its path relative to the folder (or
 to the glob's fixed leading folder; a file given by name: its file name) without the suffix, so
 ``out/sub/foo.superres.png`` found in ``out/`` has the key ``sub/foo.superres``. An output pairs
 with the reference whose key is the output's key exactly, else the output's key with its last
@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 import typer
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["Pair", "pair_images", "score_pairs", "eval_command"]
 
@@ -45,7 +45,7 @@ def _images(arg: str, other: str, what: str) -> tuple[list, bool]:
     """The images an argument names (batch items: id and path) and whether it is a single file."""
     import glob
 
-    from .batch import collect_items
+    from ..app.batch import collect_items
 
     path = Path(arg)
     if not glob.has_magic(arg) and not path.exists():
@@ -108,8 +108,8 @@ def _as_pair(output: Any, reference: Any, pair: Pair) -> tuple[Any, Any]:
 def score_pairs(pairs: Sequence[Pair], use_lpips: bool = False) -> list[dict[str, Any]]:
     """One row per pair: names, size, PSNR (dB; inf for identical images), SSIM (None when a side is
     under 11 px) and, when asked, LPIPS (None when unavailable). Alpha channels are not scored."""
-    from .io import read_image
-    from .metrics import SSIM_MIN_SIDE, lpips_distance, psnr, ssim
+    from ..io import read_image
+    from ..metrics import SSIM_MIN_SIDE, lpips_distance, psnr, ssim
 
     rows = []
     for pair in pairs:
@@ -215,8 +215,8 @@ def eval_command(
 
     Exit codes: 0 scored; 2 a missing path, a size mismatch, nothing paired (with --strict: anything unpaired).
     """
-    from .io import atomic_write_bytes
-    from .metrics import lpips_status
+    from ..io import atomic_write_bytes
+    from ..metrics import lpips_status
 
     pairs, lone_outputs, lone_refs = pair_images(outputs, references)
     if not pairs:

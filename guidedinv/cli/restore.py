@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 import typer
 
-from . import __version__
-from .batch.items import measurement_seed
-from .defaults import load_prior, parse_tile
-from .errors import InputError
-from .io import check_mask, make_mask, read_image, read_mask, write_image
-from .operators import crop_to_multiple
-from .recipes import apply_overrides, dump_toml, load_recipe, method_settings
-from .restore import build_operator, restore, simulate
+from .. import __version__
+from ..app.batch.items import measurement_seed
+from ..defaults import load_prior, parse_tile
+from ..errors import InputError
+from ..io import check_mask, make_mask, read_image, read_mask, write_image
+from ..operators import crop_to_multiple
+from ..app.recipes import apply_overrides, dump_toml, load_recipe, method_settings
+from ..app.restore import build_operator, restore, simulate
 
 __all__ = ["register_restore_commands", "restore_file"]
 
@@ -134,7 +134,7 @@ def _side_by_side(panels: list[torch.Tensor]) -> torch.Tensor:
 def _write_gif(path: Path, frames: list[torch.Tensor]) -> None:
     from PIL import Image
 
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     if path.suffix.lower() != ".gif":
         raise InputError(f"--trajectory {path}: the file must end in .gif")
@@ -212,7 +212,7 @@ def restore_file(task: str, **o: Any) -> Path:
             "guidedinv:method": recipe["method"], "guidedinv:steps": str(settings["steps"]), "guidedinv:seed": str(recipe["seed"]),
             "guidedinv:recipe": dump_toml(recipe)}
     write_image(out, x, alpha=alpha, metadata=meta, bit_depth=16 if data.bit_depth == 16 else 8)
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     atomic_write_bytes(out.with_suffix(".recipe.toml"), dump_toml(recipe).encode())
     if o["compare"] is not None:

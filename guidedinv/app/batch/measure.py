@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from ..io import check_mask, make_mask, read_image, read_mask
-from ..operators import LinearOperator, crop_to_multiple
+from ...errors import InputError
+from ...io import check_mask, make_mask, read_image, read_mask
+from ...operators import LinearOperator, crop_to_multiple
 from ..recipes import method_settings
 from ..restore import _pad_measurement, build_operator, simulate
 from .items import IMAGE_SUFFIXES, Item, measurement_seed

@@ -21,8 +21,8 @@ def list_models() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .models.download import cache_dir, cached_path
-    from .models.registry import REGISTRY
+    from ..models.download import cache_dir, cached_path
+    from ..models.registry import REGISTRY
 
     table = Table(title=f"guidedinv models (cache: {cache_dir()})")
     for column in ("name", "kind", "size", "schedule", "format", "classifier (scale)", "licence", "cached"):
@@ -35,7 +35,7 @@ def list_models() -> None:
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
-    from .models.download import cached_path
+    from ..models.download import cached_path
 
     return {
         "name": entry.name,
@@ -66,10 +66,10 @@ def info(
     ),
 ) -> None:
     """Print the configuration inferred from a checkpoint's state dict, as JSON."""
-    from .models.config import expected_shapes, infer_config
-    from .models.download import cached_path
-    from .models.load import inspect_checkpoint
-    from .models.registry import lookup
+    from ..models.config import expected_shapes, infer_config
+    from ..models.download import cached_path
+    from ..models.load import inspect_checkpoint
+    from ..models.registry import lookup
 
     entry = None if Path(source).expanduser().exists() else lookup(source)
     if entry is not None and not fetch and not cached_path(entry).exists():
@@ -97,6 +97,6 @@ def download_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
     """Download a named model into the cache (resumable, size-checked, SHA-256 recorded); print its path."""
-    from .models.download import download
+    from ..models.download import download
 
     typer.echo(str(download(name, progress=progress)))

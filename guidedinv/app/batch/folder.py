@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..io import atomic_write_bytes
+from ...errors import InputError
+from ...io import atomic_write_bytes
 from ..recipes import dump_toml
 
 if sys.version_info >= (3, 11):

@@ -1,8 +1,8 @@
 """Batch restoration: many images, one recipe, an output folder and a report; resumable and scalable.
 
-    from guidedinv.batch import collect_items, run_batch
+    from guidedinv.app.batch import collect_items, run_batch
     from guidedinv.defaults import load_prior
-    from guidedinv.recipes import load_recipe
+    from guidedinv.app.recipes import load_recipe
 
     items = collect_items(["photos/"])                 # files, folders, globs; or manifest="list.csv"
     result = run_batch(items, load_recipe("inpaint"), lambda: load_prior("default"), "restored/")

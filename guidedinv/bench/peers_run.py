@@ -1,9 +1,9 @@
 """Peer comparison: deepinv's and diffusers' methods beside ours, same network, crops, measurements.
 
-Protocol (the benchmark's, :mod:`guidedinv.bench`): fixed centre crops, per-image seeds, the task's
+Protocol (the benchmark's, :mod:`guidedinv.bench.harness`): fixed centre crops, per-image seeds, the task's
 measurement simulated once per image and handed to every method (ours and the peers'), NFE counted by
 wrapping the one denoiser every method calls. Each peer runs at each budget of ``nfes``; ours (the
-method each peer is paired with, :data:`guidedinv.peers.PEERS`) runs at ``ours_nfes`` (default: the
+method each peer is paired with, :data:`guidedinv.bench.peers.PEERS`) runs at ``ours_nfes`` (default: the
 budgets, their halves and doubles), so that "time at equal quality" can be read off our PSNR-vs-time
 curve. Ratios, per task and budget, of image means:
 
@@ -29,14 +29,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .bench import TASKS, CountingDenoiser, _version, centre_crop, degrade, image_seed, list_images, load_bench_model, \
+from .harness import TASKS, CountingDenoiser, _version, centre_crop, degrade, image_seed, list_images, load_bench_model, \
     method_recipe, rows_to_csv, task_recipe
-from .errors import InputError
-from .io import read_image
-from .metrics import score
+from ..errors import InputError
+from ..io import read_image
+from ..metrics import score
 from .peers import CONVENTIONS, PEERS, PeerUnavailable, diffusers_ddim_sample, load_deepinv, load_diffusers
-from .recipes import method_settings
-from .restore import restore
+from ..app.recipes import method_settings
+from ..app.restore import restore
 
 __all__ = ["PEER_TASKS", "ROW_COLUMNS", "SUMMARY_COLUMNS", "PeerResult", "run_peers", "summarise", "equal_quality_ratio",
            "markdown", "write_outputs"]
@@ -81,9 +81,9 @@ def _libraries(names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str], li
 
 def _loop_check(diffusers: Any, denoiser: Any, size: int, steps: int, seed: int) -> dict[str, Any]:
     """Unconditional DDIM (eta 0) from one x_T through diffusers' DDIMScheduler and through our sampler."""
-    from .noise import NoiseSource
-    from .rules import DDIM
-    from .sampler import sample
+    from ..noise import NoiseSource
+    from ..rules import DDIM
+    from ..sampler import sample
 
     dev = next((p.device for p in denoiser.parameters()), torch.device("cpu"))
     start = time.perf_counter()
@@ -113,7 +113,7 @@ def run_peers(
     log: Callable[[str], None] | None = None,
 ) -> PeerResult:
     """Every (image, task, peer, budget) and (image, task, our paired method, our budget) once."""
-    from . import __version__
+    from .. import __version__
 
     log = log or (lambda _msg: None)
     names = list(peers or PEERS)
@@ -295,7 +295,7 @@ def markdown(result: PeerResult) -> str:
 
 def write_outputs(result: PeerResult, out: Path) -> list[Path]:
     """results.csv (per image), summary.csv (means and ratios) and summary.md in ``out``."""
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = ["Ranks", "join"]
 

@@ -11,10 +11,10 @@ import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .defaults import pick_device
-from .errors import GuidedinvError
-from .models.adm import ADMConfig
-from .training import CropSampler, Trainer, TrainSettings, export_safetensors
+from ..defaults import pick_device
+from ..errors import GuidedinvError
+from ..models.adm import ADMConfig
+from ..training import CropSampler, Trainer, TrainSettings, export_safetensors
 
 train_app = typer.Typer(help="Train priors and noisy classifiers (small ADM configurations).", no_args_is_help=True)
 
