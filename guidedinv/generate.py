@@ -116,40 +116,11 @@ def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 1, f
     return grid
 
 
-def load_class_models(model: str = "toy", guidance: str = "classifier", classifier: str = "",
-                      device: str | torch.device = "cpu") -> tuple[ClassModels, int | None]:
-    """The models ``guidance`` needs and the image size they were trained at (None if unknown).
+def __getattr__(name: str):
+    """``load_class_models`` moved to :mod:`guidedinv.app.generate` (it loads the toy set, whose
+    evaluation imports this module); this name stays, resolved on use, until its callers move."""
+    if name == "load_class_models":
+        from .app.generate import load_class_models
 
-    model: "toy" (the embedded toy set) or a prior: a file, a registry name or an embedded name;
-    the unconditional prior for classifier / none guidance, the class-conditional prior (with a
-    null label) for cfg. classifier: the noisy classifier for classifier guidance when ``model`` is
-    not "toy" (default: the registry's partner of ``model``).
-    """
-    from .defaults import EMBEDDED, embedded_path
-    from .models import load_classifier, load_denoiser, lookup
-
-    if guidance not in GUIDANCE:
-        raise InputError(f"unknown guidance {guidance!r}; choose from {', '.join(GUIDANCE)}")
-    if model == "toy":
-        from .toy import TOY, load_toy
-
-        return load_toy(device=device), TOY.size
-
-    def resolve(name: str) -> str:
-        return str(embedded_path(name)) if name in EMBEDDED else name
-
-    entry = lookup(model)
-    size = entry.image_size if entry is not None else None
-    denoiser = load_denoiser(resolve(model), device=device)
-    if guidance == "cfg":
-        if denoiser.num_classes == 0 or getattr(denoiser, "null_label_index", None) is None:
-            raise ModelError(f"{model} is not a class-conditional prior with a null label; cfg needs one (try --guidance classifier)")
-        return ClassModels(cond_prior=denoiser, num_classes=denoiser.num_classes), size
-    models = ClassModels(prior=denoiser, num_classes=denoiser.num_classes)
-    if guidance == "classifier":
-        name = classifier or (entry.classifier if entry is not None and entry.classifier else "")
-        if not name:
-            raise InputError(f"classifier guidance with --model {model} needs --classifier FILE_OR_NAME")
-        models.classifier = load_classifier(resolve(name), device=device)
-        models.num_classes = int(models.classifier.config.out_channels)
-    return models, size
+        return load_class_models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -331,3 +331,19 @@ def test_bad_inputs_are_input_errors():
     with pytest.raises(InputError, match="rho"):
         Identity().prox_l2(x, x, -1.0)
     assert isinstance(Downsample(2) @ Identity(), LinearOperator)
+
+
+def test_compose_takes_the_fourier_closed_form_only_where_it_holds():
+    """The last factor offers the product's solvers (LinearOperator.solver_after): a circular blur then
+    block averaging gets the FFT ones, which agree with conjugate gradients; anything else gets none."""
+    from guidedinv.operators.fourier import BlurAverageSolver
+
+    kernel = gaussian_kernel(5, 1.0).double()
+    fast = Downsample(2, "average") @ Blur(kernel, "circular")
+    assert isinstance(fast._closed_form, BlurAverageSolver)
+    for other in (Downsample(2, "bicubic") @ Blur(kernel, "circular"), Downsample(2, "average") @ Blur(kernel, "reflect"),
+                  Blur(kernel, "circular") @ Downsample(2, "average"), Compose(Blur(kernel, "circular"))):
+        assert other._closed_form is None
+    y = torch.rand(2, 1, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    slow = LinearOperator.pinv(fast, y)  # the base class's conjugate gradients
+    assert torch.allclose(fast.pinv(y), slow, atol=1e-7 * float(slow.abs().max()))

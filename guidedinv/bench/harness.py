@@ -48,7 +48,7 @@ import torch
 
 from ..denoiser import Denoiser, Prediction
 from ..errors import InputError
-from ..io import make_mask, read_image
+from ..io import IMAGE_SUFFIXES, list_images as _image_files, make_mask, read_image
 from ..metrics import lpips_status, score
 from ..app.recipes import BASELINES, apply_overrides, dump_toml, load_recipe, method_settings
 from ..app.restore import build_operator, restore, simulate
@@ -58,7 +58,6 @@ __all__ = ["BenchTask", "TASKS", "GUIDED", "COLUMNS", "CountingDenoiser", "PeakM
            "degrade", "steps_for_budget", "run_bench", "write_outputs", "random_tiny_model"]
 
 GUIDED = ("pnp", "diffpir", "ddnm", "repaint", "dps")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 @dataclass(frozen=True)
@@ -195,15 +194,15 @@ class PeakMemory:
 
 # -- images, crops, measurements --------------------------------------------------------------------
 def list_images(paths: Sequence[Path], limit: int | None = None) -> list[tuple[str, Path]]:
-    """(dataset, file) pairs: a folder gives its image files in name order (the first ``limit``),
-    a file gives itself; dataset is the folder's name."""
+    """(dataset, file) pairs: a folder gives its image files (:func:`guidedinv.io.list_images`, not
+    recursive) in name order (the first ``limit``), a file gives itself; dataset is the folder's name."""
     out: list[tuple[str, Path]] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = _image_files(path)
             if not files:
-                raise InputError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise InputError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
             out += [(path.name, f) for f in files[: limit if limit else None]]
         elif path.is_file():
             out.append((path.parent.name, path))

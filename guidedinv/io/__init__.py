@@ -5,14 +5,19 @@ inside it (``to_model_range`` / ``from_model_range``). Reading accepts what peop
 (``read``), alpha is kept apart so that a restoration never sees it and ``write_image`` puts it
 back; outputs are PNGs with text metadata, written atomically (``write``). Inpainting masks are
 bool (H, W) tensors, True = fill (``masks``); ``pad_to_multiple`` gives models the sizes they need
-and crops back exactly (``tensors``).
+and crops back exactly (``tensors``). Folders of images are listed by ``list_images`` with the one
+``IMAGE_SUFFIXES`` list (``files``).
 """
+from .files import IMAGE_SUFFIXES, is_image_file, list_images
 from .masks import MASK_SPECS, check_mask, make_mask, read_mask
 from .read import ACCEPTED_FORMATS, ImageData, read_image
 from .tensors import PAD_MODES, Crop, from_model_range, pad_sides, pad_to_multiple, to_model_range
 from .write import TEMP_SUFFIX, atomic_write_bytes, encode_png, write_image
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "is_image_file",
+    "list_images",
     "ACCEPTED_FORMATS",
     "ImageData",
     "read_image",

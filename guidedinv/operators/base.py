@@ -18,7 +18,7 @@ where that conversion happens for operators whose rows do not sum to 1 (inpainti
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import torch
 
@@ -27,7 +27,15 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .spectral import Spectral
 
-__all__ = ["LinearOperator", "Compose", "conjugate_gradient", "default_tol", "check_image"]
+
+class ClosedForm(Protocol):
+    """What :meth:`LinearOperator.solver_after` returns: the product's solvers on (B, C, H, W) images."""
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor: ...
+
+    def prox_l2(self, z: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor: ...
+
+__all__ = ["LinearOperator", "Compose", "ClosedForm", "conjugate_gradient", "default_tol", "check_image"]
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -118,6 +126,12 @@ class LinearOperator:
         when this operator has none (the default; see :mod:`guidedinv.operators.spectral`)."""
         return None
 
+    def solver_after(self, first: "LinearOperator") -> "ClosedForm | None":
+        """A closed-form ``pinv`` / ``prox_l2`` for the product ``self @ first`` (first applied
+        first), or None (the default: :class:`Compose` then solves by conjugate gradients). The
+        operator applied last answers, so this module never needs to know the concrete operators."""
+        return None
+
     # -- solvers ------------------------------------------------------------------------------
     def gram(self, x: torch.Tensor) -> torch.Tensor:
         """AT A x."""
@@ -158,8 +172,9 @@ class Compose(LinearOperator):
     """Apply operators in the order given: Compose(op1, op2)(x) = op2(op1(x)); AT in reverse.
 
     The pseudo-inverse and the proximal step use conjugate gradients (the product of the factors'
-    pseudo-inverses is not the pseudo-inverse of the product in general), except for a circular
-    blur followed by block averaging, which has FFT closed forms (:mod:`guidedinv.operators.fourier`).
+    pseudo-inverses is not the pseudo-inverse of the product in general), except where a pair of
+    factors offers a closed form (:meth:`LinearOperator.solver_after`): a circular blur followed by
+    block averaging has FFT ones (:mod:`guidedinv.operators.fourier`).
     """
 
     def __init__(self, *ops: LinearOperator) -> None:
@@ -171,9 +186,7 @@ class Compose(LinearOperator):
         if not flat:
             raise InputError("Compose needs at least one operator")
         self.ops = tuple(flat)
-        from .fourier import fourier_solver  # here, not at the top: fourier imports this module
-
-        self._closed_form = fourier_solver(self.ops)
+        self._closed_form = self.ops[1].solver_after(self.ops[0]) if len(self.ops) == 2 else None
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:

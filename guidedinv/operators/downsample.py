@@ -28,6 +28,8 @@ import torch
 
 from ..errors import InputError
 from .base import LinearOperator, check_image
+from .blur import Blur
+from .fourier import BlurAverageSolver
 from .spectral import Kronecker
 
 __all__ = ["Downsample", "cubic", "resize_matrix", "crop_to_multiple"]
@@ -164,6 +166,13 @@ class Downsample(LinearOperator):
         eh, vh, ew, vw = self._get(z)[4:]
         b = vh.T @ (self.AT(y) + rho * z) @ vw
         return vh @ (b / (eh[:, None] * ew[None, :] + rho)) @ vw.T
+
+    def solver_after(self, first: LinearOperator) -> BlurAverageSolver | None:
+        """Block averaging after a circular blur (the FFT-friendly SR model): the closed forms of
+        :mod:`guidedinv.operators.fourier`; any other product is solved by conjugate gradients."""
+        if self.mode == "average" and isinstance(first, Blur) and first.boundary == "circular":
+            return BlurAverageSolver(first.kernel, self.factor, first.rcond)
+        return None
 
     def __repr__(self) -> str:
         return f"Downsample({self.factor}, {self.mode!r})"

@@ -8,15 +8,14 @@ hence A A^T is diagonal on the low-resolution grid with d[u] = (1/s^2) sum_j |G[
     A^+ y = A^T (A A^T)^+ y,     (A^T A + rho I)^-1 b = (b - A^T (rho I + A A^T)^-1 A b) / rho
 (Woodbury). This is the USRNet / DiffPIR data step (Zhang et al. 2020, eq. 7) written for block
 averaging instead of decimation. ``Compose(Blur(k, "circular"), Downsample(s, "average"))``, i.e.
-``Downsample(s, "average") @ Blur(k, "circular")``, uses it for pinv and prox_l2.
+``Downsample(s, "average") @ Blur(k, "circular")``, uses it for pinv and prox_l2
+(:meth:`Downsample.solver_after <guidedinv.operators.downsample.Downsample.solver_after>` picks it).
 """
 from __future__ import annotations
 
 import torch
 
-from .base import LinearOperator
-
-__all__ = ["fourier_solver", "BlurAverageSolver"]
+__all__ = ["BlurAverageSolver"]
 
 
 class BlurAverageSolver:
@@ -69,15 +68,3 @@ class BlurAverageSolver:
         b = self._at(y, g) + rho * z
         return (b - self._at(self._lowres(self._a(b, g), 1 / (rho + d)), g)) / rho
 
-
-def fourier_solver(ops: tuple[LinearOperator, ...]) -> BlurAverageSolver | None:
-    """The closed-form solver for (circular Blur, then average Downsample), else None."""
-    from .blur import Blur
-    from .downsample import Downsample
-
-    if len(ops) != 2:
-        return None
-    blur, down = ops
-    if isinstance(blur, Blur) and blur.boundary == "circular" and isinstance(down, Downsample) and down.mode == "average":
-        return BlurAverageSolver(blur.kernel, down.factor, blur.rcond)
-    return None

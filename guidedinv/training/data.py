@@ -14,18 +14,18 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from ..io import IMAGE_SUFFIXES, list_images as _image_files
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "CropSampler"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def list_images(sources: Sequence[str | Path]) -> list[Path]:
-    """Image files under the given folders (recursively) or given directly, sorted for reproducibility."""
+    """Image files under the given folders (recursively, :func:`guidedinv.io.list_images`) or given
+    directly, sorted for reproducibility."""
     files: list[Path] = []
     for src in map(Path, sources):
         if src.is_dir():
-            files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += _image_files(src, recursive=True)
         elif src.is_file():
             files.append(src)
         else:
@@ -42,7 +42,7 @@ def labelled_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"labelled data {root}: no such folder (expected one sub-folder of images per class)")
-    loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    loose = [p.name for p in _image_files(root)]
     if loose:
         raise InputError(f"labelled data {root}: {len(loose)} image(s) outside a class folder (e.g. {loose[0]}); "
                          "put each class in its own sub-folder")
@@ -50,7 +50,7 @@ def labelled_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]
     files: list[Path] = []
     labels: list[int] = []
     for k, name in enumerate(classes):
-        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = _image_files(root / name, recursive=True)
         if not found:
             raise InputError(f"labelled data {root}: class folder {name!r} holds no images")
         files += found

@@ -30,11 +30,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 from ...errors import InputError
+from ...io import IMAGE_SUFFIXES, is_image_file, list_images
 
 __all__ = ["Item", "IMAGE_SUFFIXES", "MANIFEST_FIELDS", "collect_items", "read_manifest", "item_seed",
            "measurement_seed"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm")
 MANIFEST_FIELDS = ("input", "mask", "scale", "seed", "reference", "output", "id")
 SEED_RANGE = 2**53  # seeds stay exact in JSON readers that use doubles
 
@@ -82,10 +82,6 @@ def _checked_output(name: str, where: str) -> str:
     return str(path)
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in path.parts)
-
-
 def _inside(path: Path, folder: Path | None) -> bool:
     if folder is None:
         return False
@@ -103,12 +99,12 @@ def _from_argument(arg: str, exclude: Path | None) -> list[Item]:
         fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
         root = Path(*fixed) if fixed else Path(".")
         found = [Path(p) for p in glob.glob(arg, recursive=True)]
-        found = [p for p in found if p.is_file() and _is_image(p.relative_to(root)) and not _inside(p, exclude)]
+        found = [p for p in found if is_image_file(p, root) and not _inside(p, exclude)]
         if not found:
             raise InputError(f"{arg}: the pattern matches no image files ({', '.join(IMAGE_SUFFIXES)})")
     elif Path(arg).is_dir():
         root = Path(arg)
-        found = [p for p in root.rglob("*") if p.is_file() and _is_image(p.relative_to(root)) and not _inside(p, exclude)]
+        found = [p for p in list_images(root, recursive=True) if not _inside(p, exclude)]
         if not found:
             raise InputError(f"{arg}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     else:
