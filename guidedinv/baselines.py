@@ -1,5 +1,5 @@
-"""Classical restoration baselines, run as methods of a recipe (``method = "wiener"``) through the same
-:func:`guidedinv.app.restore.restore` call as the guided methods, so the command line and the benchmark
+"""Classical restoration baselines: the solvers. Each is a method of a recipe (``method = "wiener"``,
+:mod:`guidedinv.app.methods.classical`), run through the same :func:`guidedinv.app.restore.restore` call as the guided methods, so the command line and the benchmark
 treat them alike. No network, no randomness: the same measurement always gives the same result.
 
 Convention (restore()'s): measurement y (B, C, h, w) in [0, 1], C = 1 or 3 -> x (B, C, H, W) in
@@ -32,15 +32,9 @@ validation sets: the best mean PSNR over the Gaussian and the motion blur togeth
 """
 from __future__ import annotations
 
-from typing import Any, Callable
 
 import numpy as np
-import torch
-
-from .errors import InputError
-from .app.recipes import BASELINES, method_settings
-
-__all__ = ["BASELINES", "run_baseline", "upsample", "wiener", "richardson_lucy", "tv_deconvolution", "biharmonic",
+__all__ = ["upsample", "wiener", "richardson_lucy", "tv_deconvolution", "biharmonic",
            "tv_denoise"]
 
 PAD_MODES = {"reflect": "reflect", "symmetric": "symmetric", "circular": "wrap"}
@@ -161,59 +155,3 @@ def tv_denoise(y: np.ndarray, weight: float) -> np.ndarray:
     from skimage.restoration import denoise_tv_chambolle
 
     return denoise_tv_chambolle(y, weight=weight, channel_axis=-1)
-
-
-# -- recipe -> solver ---------------------------------------------------------------------------
-def _floor(value: float, least: float = 1e-4) -> float:
-    return max(float(value), least)
-
-
-def _solver(recipe: dict[str, Any], operator: Any) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
-    """The chosen baseline as f(y (h, w, C), fill mask (H, W) or None) -> x (H, W, C)."""
-    method, s = recipe["method"], method_settings(recipe)
-    sigma_y = float(recipe.get("noise", {}).get("sigma_y", 0.0))
-    if method in ("bicubic", "lanczos"):
-        scale = int(operator.factor)
-        return lambda y, _: upsample(y, scale, method)
-    if method in ("wiener", "richardson_lucy", "tv_deconv"):
-        kernel, boundary = operator.kernel.numpy(), operator.boundary
-        if method == "wiener":
-            balance = float(s.get("balance", _floor(1.0 * sigma_y)))
-            return lambda y, _: wiener(y, kernel, balance, boundary)
-        if method == "richardson_lucy":
-            iterations = int(s.get("iterations", 30))
-            return lambda y, _: richardson_lucy(y, kernel, iterations, boundary)
-        weight, iterations = float(s.get("weight", _floor(0.1 * sigma_y, 1e-5))), int(s.get("iterations", 100))
-        return lambda y, _: tv_deconvolution(y, kernel, weight, iterations, boundary)
-    if method == "biharmonic":
-        return lambda y, fill: biharmonic(y, fill)
-    if method == "tv_denoise":
-        weight = float(s.get("weight", _floor(0.7 * sigma_y)))
-        return lambda y, _: tv_denoise(y, weight)
-    raise InputError(f"unknown baseline {method!r}; choose from {', '.join(BASELINES)}")  # pragma: no cover
-
-
-def run_baseline(recipe: dict[str, Any], y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Restore ``y`` ((B, C, h, w), [0, 1]) with the recipe's classical method; (B, C, H, W) in [0, 1].
-
-    mask: inpainting only, bool (h, w) or (B, h, w), True = fill (else the recipe's generated mask).
-    """
-    from .io import make_mask
-    from .app.restore import build_operator
-
-    hw = (int(y.shape[-2]), int(y.shape[-1]))
-    kind = recipe["operator"].get("kind")
-    if kind == "inpaint" and mask is None:
-        mask = make_mask(str(recipe["operator"].get("mask", "box")), hw, seed=int(recipe.get("seed", 0)))
-    # the operator carries the kernel / factor; its image size only matters for inpainting's mask
-    operator = build_operator(recipe, hw, None if mask is None else (mask if mask.ndim == 2 else mask[0]))
-    solve = _solver(recipe, operator)
-    out = []
-    for i in range(y.shape[0]):
-        fill = None
-        if mask is not None:
-            fill = (mask if mask.ndim == 2 else mask[i]).detach().cpu().numpy().astype(bool)
-        yi = np.moveaxis(y[i].detach().to("cpu", torch.float64).numpy(), 0, -1)
-        xi = solve(yi, fill)
-        out.append(torch.from_numpy(np.moveaxis(np.clip(xi, 0.0, 1.0), -1, 0).copy()))
-    return torch.stack(out).to(device=y.device, dtype=y.dtype)

@@ -9,7 +9,7 @@ import torch
 from .denoiser import Denoiser
 from .errors import InputError, ModelError
 
-__all__ = ["WEIGHTS_DIR", "EMBEDDED", "embedded_path", "pick_device", "load_prior"]
+__all__ = ["WEIGHTS_DIR", "EMBEDDED", "embedded_path", "resolve_model", "pick_device", "load_prior"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 EMBEDDED = {
@@ -27,6 +27,12 @@ def embedded_path(name: str = "default") -> Path:
     if not path.is_file():
         raise ModelError(f"the embedded model {name!r} is not in this install ({path}); pass --model FILE or a registry name")
     return path
+
+
+def resolve_model(model: str) -> str | Path:
+    """An embedded model's file for its name ('default', 'toy-classifier', ...); anything else as given
+    (a registry name or a checkpoint path, resolved by the model loader)."""
+    return embedded_path(model) if model in EMBEDDED else model
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -66,5 +72,5 @@ def load_prior(
     from .models import load_denoiser
 
     dev = pick_device(device) if isinstance(device, str) else device
-    source = embedded_path(model) if model in EMBEDDED else model
+    source = resolve_model(model)
     return load_denoiser(source, device=dev, dtype=dtype, tile=parse_tile(tile))

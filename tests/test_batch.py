@@ -150,9 +150,9 @@ def test_a_bad_item_is_reported_and_skipped_with_exit_code_1(work, monkeypatch, 
 def test_a_different_recipe_is_refused_unless_forced(work, monkeypatch, capsys):
     args = ("denoise", "photos/p0.png", "--out", "same", "-q")
     assert batch(monkeypatch, capsys, work, *args, *STEPS)[0] == 0
-    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.diffpir.steps="3"')
-    assert code == 2 and "different recipe" in err and "methods.diffpir.steps" in err and len(err.strip().splitlines()) == 1
-    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.diffpir.steps="3"', "--force")
+    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.pnp.steps="3"')
+    assert code == 2 and "different recipe" in err and "methods.pnp.steps" in err and len(err.strip().splitlines()) == 1
+    code, _, err = batch(monkeypatch, capsys, work, *args, "--set", 'methods.pnp.steps="3"', "--force")
     assert code == 0, err
     assert report(work / "same")["items"][0]["status"] == "done"  # redone with the new recipe, not skipped
     assert 'steps = "3"' in (work / "same" / "recipe.toml").read_text()

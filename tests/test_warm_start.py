@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidedinv.baselines import run_baseline
+from guidedinv.app.restore import run_classical
 from guidedinv.errors import InputError
 from guidedinv.io import to_model_range
 from guidedinv.models import load_denoiser
@@ -34,7 +34,7 @@ def test_warm_start_is_the_classical_estimate_at_the_timestep_of_start_sigma(pri
     recipe = superres('methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0.3")
     y = lows()
     init, t = warm_start(recipe, prior, y, None)
-    expected = to_model_range(run_baseline({**recipe, "method": "lanczos"}, y))
+    expected = to_model_range(run_classical(recipe, y, method="lanczos"))
     torch.testing.assert_close(init, expected, rtol=0, atol=0)
     assert t == prior.schedule.t_from_sigma(0.3) and abs(prior.schedule.sigma(t) / 0.3 - 1) < 0.05
     assert warm_start(superres(), prior, y, None) == (None, None)
@@ -62,10 +62,10 @@ def test_a_start_at_the_lowest_level_keeps_the_estimate_where_the_data_pins_it(p
 
 
 @pytest.mark.parametrize("sets, needle", [
-    (['methods.pnp.init="wiener"'], "not a classical method for this task"),
-    (['methods.pnp.init="nonsense"'], "not a classical method for this task"),
-    (["methods.pnp.start_sigma=0.5"], "needs an init method"),
-    (['methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0"], "start_sigma must be > 0"),
+    (['methods.pnp.init="wiener"'], "does not solve superres; choose from bicubic, lanczos"),
+    (['methods.pnp.init="nonsense"'], "expected one of none, bicubic"),
+    (["methods.pnp.start_sigma=0.5"], "start_sigma needs methods.pnp.init"),
+    (['methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0"], "start_sigma = 0: expected a number > 0"),
     (['methods.pnp.init="lanczos"', "methods.pnp.start_sigma=0.3", 'methods.pnp.steps="logsnr200"'], "below init_t"),
 ])
 def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):

@@ -1,30 +1,28 @@
-"""``guidedinv inpaint | superres | deblur | denoise``: restore one image with a task recipe.
+"""``guidedinv inpaint | superres | deblur | denoise``: restore one image with a task preset.
 
-The four commands share one implementation (:func:`restore_file`) and one set of common options;
-each adds the one or two options of its own task. The input is the degraded image itself (the real
+A thin shell: the options become one :class:`~guidedinv.app.request.Request` (checked before any
+file is read or written, before any model loads), the output paths are checked against the inputs,
+then :func:`guidedinv.app.restore.restore` runs. The input is the degraded image itself (the real
 use), or with ``--simulate`` a clean image that is degraded first (for evaluation).
+
+Importing this module imports neither torch nor the engine (``guidedinv --help`` stays fast).
 """
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List, Optional
 
-import torch
-import torch.nn.functional as F
 import typer
 
-from .. import __version__
-from ..app.batch.items import measurement_seed
-from ..defaults import load_prior, parse_tile
+from ..app.methods import get_method, methods_for_kind
+from ..app.request import KIND_OF_TASK, Request, build_request, load_preset
 from ..errors import InputError
-from ..io import check_mask, make_mask, read_image, read_mask, write_image
-from ..operators import crop_to_multiple
-from ..app.recipes import apply_overrides, dump_toml, load_recipe, method_settings
-from ..app.restore import build_operator, restore, simulate
 
-__all__ = ["register_restore_commands", "restore_file"]
+__all__ = ["register_restore_commands", "restore_file", "TASK_COMMANDS"]
 
+TASK_COMMANDS = ("inpaint", "superres", "deblur", "denoise")
 EXAMPLES = {
     "inpaint": "guidedinv inpaint photo.png mask.png -o filled.png\n\n    guidedinv inpaint photo.png --mask random:0.7 --simulate --compare cmp.png",
     "superres": "guidedinv superres small.png --scale 4 -o big.png\n\n    guidedinv superres photo.png --scale 4 --simulate --method ddnm --steps logsnr20",
@@ -39,74 +37,166 @@ SUMMARY = {
 }
 
 
-def _opt(default: Any, *names: str, help: str) -> Any:
-    return typer.Option(default, *names, help=help, show_default=True)
+def _opt(default: Any, *names: str, help: str, shown: str | bool = True) -> Any:
+    return typer.Option(default, *names, help=help, show_default=shown)
 
 
-COMMON = [  # (name, annotation, default) shared by the four commands
-    ("model", str, _opt("default", "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.")),
-    ("method", str, _opt("", "--method", help="pnp (plug-and-play, best PSNR) | diffpir | ddnm | repaint (inpaint only) | dps | a classical method (lanczos, tv_deconv, biharmonic, ...); empty: the recipe's.")),
-    ("steps", str, _opt("", "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'; empty: the recipe's.")),
-    ("seed", int, _opt(0, "--seed", help="Random seed; the same seed gives the same result.")),
-    ("sigma_y", float, _opt(-1.0, "--sigma-y", help="Measurement noise std on the [0, 1] scale; -1: the recipe's.")),
-    ("device", str, _opt("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.")),
-    ("dtype", str, _opt("fp32", "--dtype", help="fp32 | fp16 | bf16 (network torso precision).")),
-    ("tile", str, _opt("", "--tile", help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px; empty: the recipe's.")),
-    ("out", Path, _opt(None, "--out", "-o", help="Output PNG; default INPUT-STEM.TASK.png in the current folder.")),
-    ("task_file", Path, _opt(None, "--task", help="A recipe TOML to use instead of the shipped one.")),
-    ("set_", list[str], _opt([], "--set", help="Override a recipe value, e.g. --set methods.diffpir.zeta=0.5 (repeatable).")),
-    ("simulate", bool, _opt(False, "--simulate", help="IMAGE is clean: degrade it with the recipe first (evaluation).")),
-    ("compare", Path, _opt(None, "--compare", help="Also write input | measurement | result side by side to this PNG.")),
-    ("trajectory", Path, _opt(None, "--trajectory", help="Also write the x0 estimate across the steps as a GIF.")),
-    ("quiet", bool, _opt(False, "--quiet", "-q", help="No progress bar.")),
-]
-
-SPECIFIC: dict[str, list] = {
-    "inpaint": [
-        ("image", Path, typer.Argument(..., help="Image to fill (PNG, JPEG, TIFF, WebP, BMP; grey, RGB or RGBA).")),
-        ("mask_file", Path, typer.Argument(None, help="Mask image, white = fill (any grey level, thresholded at 0.5).")),
-        ("mask", str, _opt("", "--mask", help="Generated mask instead of a file: box | box:SIZE | random:0.7 | half | lines.")),
-    ],
-    "superres": [
-        ("image", Path, typer.Argument(..., help="Low-resolution image (with --simulate: the high-resolution original).")),
-        ("scale", int, _opt(4, "--scale", help="Integer upscaling factor.")),
-        ("mode", str, _opt("bicubic", "--mode", help="Downsampling model: bicubic (antialiased) | average (block mean).")),
-    ],
-    "deblur": [
-        ("image", Path, typer.Argument(..., help="Blurred image (with --simulate: the sharp original).")),
-        ("kernel", str, _opt("gaussian:3.0", "--kernel", help="gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png.")),
-        ("kernel_size", int, _opt(61, "--kernel-size", help="Size of generated gaussian and motion kernels.")),
-    ],
-    "denoise": [
-        ("image", Path, typer.Argument(..., help="Noisy image (with --simulate: the clean original).")),
-        ("sigma", float, _opt(0.05, "--sigma", help="Noise std of the input on the [0, 1] scale.")),
-    ],
-}
+def _preset_defaults(task: str) -> dict[str, Any]:
+    """The shipped preset's values the help shows (read from the TOML: no engine import)."""
+    recipe = load_preset(task)
+    method = recipe["method"]
+    steps = {}
+    for name in methods_for_kind(KIND_OF_TASK[task]):
+        m = get_method(name)
+        if m.uses_network:
+            steps[name] = recipe.get("methods", {}).get(name, {}).get("steps", m.defaults().get("steps"))
+    return {"recipe": recipe, "method": method, "steps": steps, "operator": recipe.get("operator", {}),
+            "sigma_y": recipe.get("noise", {}).get("sigma_y", 0.0)}
 
 
-def _overrides(task: str, o: dict[str, Any]) -> list[str]:
-    """CLI options as recipe assignments (the recipe stays the one source of truth)."""
-    sets = []
-    if task == "superres":
-        sets += [f"operator.scale={o['scale']}", f'operator.mode="{o["mode"]}"']
-    elif task == "deblur":
-        sets += [f'operator.kernel="{o["kernel"]}"', f"operator.size={o['kernel_size']}"]
-    elif task == "denoise":
-        sets.append(f"noise.sigma_y={o['sigma']}")
-    elif task == "inpaint" and o["mask"]:
-        sets.append(f'operator.mask="{o["mask"]}"')
-    if o["method"]:
-        sets.append(f'method="{o["method"]}"')
-    if o["sigma_y"] >= 0:
-        sets.append(f"noise.sigma_y={o['sigma_y']}")
-    sets += [f"seed={o['seed']}", f'model="{o["model"]}"']
-    if o["tile"]:
-        tile = parse_tile(o["tile"])
-        sets.append(f"tile={tile}" if isinstance(tile, int) else 'tile="auto"')
-    return sets
+def _common(task: str) -> list[tuple[str, Any, Any]]:
+    d = _preset_defaults(task)
+    guided = ", ".join(f"{m} {s}" for m, s in d["steps"].items())
+    methods = " | ".join(methods_for_kind(KIND_OF_TASK[task]))
+    return [  # (name, annotation, default)
+        ("model", Optional[str], _opt(None, "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.",
+                                      shown=str(d["recipe"].get("model", "default")))),
+        ("method", Optional[str], _opt(None, "--method", help=f"{methods}.", shown=d["method"])),
+        ("steps", Optional[str], _opt(None, "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'.",
+                                      shown=f"the method's: {guided}")),
+        ("seed", int, _opt(0, "--seed", help="Random seed; the same seed gives the same result.")),
+        ("sigma_y", Optional[float], _opt(None, "--sigma-y", help="Measurement noise std on the [0, 1] scale.",
+                                          shown=str(d["sigma_y"]))),
+        ("device", str, _opt("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.")),
+        ("dtype", str, _opt("fp32", "--dtype", help="fp32 | fp16 | bf16 (network torso precision).")),
+        ("tile", Optional[str], _opt(None, "--tile", help="Network tiles: auto (the model's own: 64 px for the default "
+                                     "prior) | 0 (whole image) | N px.", shown=str(d["recipe"].get("tile", "auto")))),
+        ("out", Optional[Path], _opt(None, "--out", "-o", help="Output PNG.", shown=f"INPUT-STEM.{task}.png in the current folder")),
+        ("task_file", Optional[Path], _opt(None, "--task", help="A recipe TOML to use instead of the shipped preset "
+                                           "(e.g. a result's .recipe.toml, to reproduce it).", shown="the shipped preset")),
+        ("set_", List[str], _opt([], "--set", help="Override a recipe value, e.g. --set methods.diffpir.zeta=0.5 (repeatable).",
+                                 shown=False)),
+        ("simulate", bool, _opt(False, "--simulate", help="IMAGE is clean: degrade it with the recipe first (evaluation).")),
+        ("compare", Optional[Path], _opt(None, "--compare", help="Also write input | measurement | result side by side to this PNG.",
+                                         shown=False)),
+        ("trajectory", Optional[Path], _opt(None, "--trajectory", help="Also write the x0 estimate across the steps as a GIF.",
+                                            shown=False)),
+        ("class_", Optional[int], _opt(None, "--class", help="Also guide towards this class (with --classifier, or a "
+                                       "class-conditional --model).", shown=False)),
+        ("classifier", Optional[str], _opt(None, "--classifier", help="Noisy-image classifier checkpoint for --class.",
+                                           shown=False)),
+        ("guidance_scale", Optional[float], _opt(None, "--guidance-scale", help="Scale of the --class guidance "
+                                                 "(classifier s; classifier-free w).", shown="1.0")),
+        ("quiet", bool, _opt(False, "--quiet", "-q", help="No progress bar and no 'wrote' line.")),
+    ]
 
 
-def _progress(total: int, quiet: bool):
+def _specific(task: str) -> list[tuple[str, Any, Any]]:
+    op = _preset_defaults(task)["operator"]
+    return {
+        "inpaint": [
+            ("image", Path, typer.Argument(..., help="Image to fill (PNG, JPEG, TIFF, WebP, BMP; grey, RGB or RGBA).")),
+            ("mask_file", Optional[Path], typer.Argument(None, help="Mask image, white = fill (any grey level, thresholded at 0.5).",
+                                                         show_default=False)),
+            ("mask", Optional[str], _opt(None, "--mask", help="Generated mask instead of a file: box | box:SIZE | random:0.7 | half | lines.",
+                                         shown=str(op.get("mask", "box")))),
+        ],
+        "superres": [
+            ("image", Path, typer.Argument(..., help="Low-resolution image (with --simulate: the high-resolution original).")),
+            ("scale", Optional[int], _opt(None, "--scale", help="Integer upscaling factor (1-32).", shown=str(op.get("scale")))),
+            ("mode", Optional[str], _opt(None, "--mode", help="Downsampling model: bicubic (antialiased) | average (block mean).",
+                                         shown=str(op.get("mode")))),
+        ],
+        "deblur": [
+            ("image", Path, typer.Argument(..., help="Blurred image (with --simulate: the sharp original).")),
+            ("kernel", Optional[str], _opt(None, "--kernel", help="gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png.",
+                                           shown=str(op.get("kernel")))),
+            ("kernel_size", Optional[int], _opt(None, "--kernel-size", help="Size of generated gaussian and motion kernels (odd).",
+                                                shown=str(op.get("size")))),
+        ],
+        "denoise": [
+            ("image", Path, typer.Argument(..., help="Noisy image (with --simulate: the clean original).")),
+            ("sigma", Optional[float], _opt(None, "--sigma", help="Noise std of the input on the [0, 1] scale.",
+                                            shown=str(_preset_defaults(task)["sigma_y"]))),
+        ],
+    }[task]
+
+
+def _string(value: str) -> str:
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
+    """The options the user gave, as (the flag as typed, the recipe assignment it stands for)."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(flag: str, value: Any, assignment: str) -> None:
+        if value is not None:
+            pairs.append((f"{flag} {value}", assignment))
+
+    add("--scale", o.get("scale"), f"operator.scale={o.get('scale')}")
+    add("--mode", o.get("mode"), f"operator.mode={_string(o.get('mode'))}")
+    add("--kernel", o.get("kernel"), f"operator.kernel={_string(o.get('kernel'))}")
+    add("--kernel-size", o.get("kernel_size"), f"operator.size={o.get('kernel_size')}")
+    add("--sigma", o.get("sigma"), f"noise.sigma_y={o.get('sigma')!r}")
+    add("--mask", o.get("mask"), f"operator.mask={_string(o.get('mask'))}")
+    add("--method", o["method"], f"method={_string(o['method'])}")
+    add("--sigma-y", o["sigma_y"], f"noise.sigma_y={o['sigma_y']!r}")
+    add("--seed", o["seed"], f"seed={o['seed']}")
+    add("--model", o["model"], f"model={_string(o['model'])}")
+    if o["tile"] is not None:
+        tile = o["tile"].strip()
+        add("--tile", tile, f"tile={tile}" if tile.isdigit() else f"tile={_string(tile)}")
+    add("--class", o["class_"], f"guidance.class={o['class_']}")
+    add("--classifier", o["classifier"], f"guidance.classifier={_string(o['classifier'])}")
+    add("--guidance-scale", o["guidance_scale"], f"guidance.scale={o['guidance_scale']!r}")
+    return pairs
+
+
+def make_request(task: str, o: dict[str, Any]) -> Request:
+    """Every option checked: a bad one is an InputError naming it, before anything is read or loaded."""
+    request = build_request(task, o["task_file"], _options(task, o), o["set_"])
+    if o["steps"] is not None:
+        request = request.with_changes([f"methods.{request.method}.steps={_string(o['steps'])}"], f"--steps {o['steps']}")
+        if not request.uses_network:
+            raise InputError(f"--steps {o['steps']}: the classical method {request.method!r} runs no steps")
+    if o["device"] not in ("auto", "cpu", "mps") and not (o["device"] == "cuda" or o["device"].startswith("cuda:")
+                                                           and o["device"][5:].isdigit()):
+        raise InputError(f"--device {o['device']}: expected auto, cpu, cuda, cuda:N or mps")
+    if o["dtype"] not in ("fp32", "fp16", "bf16"):
+        raise InputError(f"--dtype {o['dtype']}: expected fp32, fp16 or bf16")
+    if task == "inpaint" and o.get("mask_file") is not None and o.get("mask") is not None:
+        raise InputError("give either a MASK file or --mask SPEC, not both")
+    return request
+
+
+def _paths(task: str, request: Request, o: dict[str, Any]) -> tuple[Path, list, list]:
+    from ..app.outputs import Read, Write
+    from ..app.request import kernel_path
+
+    out = o["out"] or Path(f"{Path(o['image']).stem}.{task}.png")
+    reads = [Read("IMAGE", Path(o["image"]))]
+    if o.get("mask_file") is not None:
+        reads.append(Read("MASK", Path(o["mask_file"])))
+    if request.operator.kind == "inpaint" and o.get("mask_file") is None and Path(str(request.operator.mask)).is_file():
+        reads.append(Read("operator.mask", Path(str(request.operator.mask))))
+    if request.operator.kind == "blur" and kernel_path(str(request.operator.kernel)).is_file():
+        reads.append(Read("--kernel", kernel_path(str(request.operator.kernel))))
+    if o["task_file"] is not None:
+        reads.append(Read("--task", Path(o["task_file"])))
+    if Path(request.model).is_file():
+        reads.append(Read("--model", Path(request.model)))
+    if request.guidance is not None and request.guidance.classifier and Path(request.guidance.classifier).is_file():
+        reads.append(Read("--classifier", Path(request.guidance.classifier)))
+    writes = [Write("--out", out, (".png",)), Write("the recipe file", out.with_suffix(".recipe.toml"), (".toml",))]
+    if o["compare"] is not None:
+        writes.append(Write("--compare", Path(o["compare"]), (".png",)))
+    if o["trajectory"] is not None:
+        writes.append(Write("--trajectory", Path(o["trajectory"]), (".gif",)))
+    return out, reads, writes
+
+
+def _progress(quiet: bool):
     if quiet:
         return None, None
     from rich.console import Console
@@ -115,118 +205,84 @@ def _progress(total: int, quiet: bool):
     # on stderr, like batch's bars: stdout keeps only the 'wrote ...' line
     bar = Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=Console(stderr=True), transient=True)
-    return bar, bar.add_task("steps", total=total)
-
-
-def _side_by_side(panels: list[torch.Tensor]) -> torch.Tensor:
-    """Panels (C, h, w) in [0, 1] resized (nearest) to the tallest height and joined with a 4 px gap."""
-    height = max(p.shape[-2] for p in panels)
-    resized = []
-    for p in panels:
-        if p.shape[-2] != height:
-            w = round(p.shape[-1] * height / p.shape[-2])
-            p = F.interpolate(p[None], size=(height, w), mode="nearest")[0]
-        resized.append(p.expand(3, -1, -1) if p.shape[0] == 1 else p)
-        resized.append(torch.ones(3, height, 4))
-    return torch.cat(resized[:-1], dim=-1).clamp(0, 1)
-
-
-def _write_gif(path: Path, frames: list[torch.Tensor]) -> None:
-    from PIL import Image
-
-    from ..io import atomic_write_bytes
-
-    if path.suffix.lower() != ".gif":
-        raise InputError(f"--trajectory {path}: the file must end in .gif")
-    images = [Image.fromarray((f.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8").squeeze()) for f in frames]
-    import io as _io
-
-    buffer = _io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
-    atomic_write_bytes(path, buffer.getvalue())
+    return bar, bar.add_task("steps", total=0)
 
 
 def restore_file(task: str, **o: Any) -> Path:
     """Run one restoration command; returns the output path. Raises GuidedinvError on bad input."""
-    recipe = load_recipe(o["task_file"] or task)
-    if recipe["task"] != task:
-        raise InputError(f"--task {o['task_file']} is a {recipe['task']!r} recipe, not {task!r}")
-    recipe = apply_overrides(recipe, _overrides(task, o))
-    if o["steps"]:
-        recipe = apply_overrides(recipe, [f'methods.{recipe["method"]}.steps="{o["steps"]}"'])
-    recipe = apply_overrides(recipe, o["set_"])
-    settings = method_settings(recipe)  # validates the method before any heavy work
+    from ..app.outputs import check_paths
+
+    request = make_request(task, o)
+    out, reads, writes = _paths(task, request, o)
+    check_paths(reads, writes)
+
+    import torch
+
+    from .. import defaults
+    from ..app.measure import default_mask, simulate_measurement
+    from ..app.recipes import dump_toml
+    from ..app.restore import restore
+    from ..io import check_mask, read_image, read_mask
+    from .images import side_by_side, write_gif, write_result
 
     data = read_image(o["image"])
     image = data.image[None]
     mask = None
     if task == "inpaint":
-        if o["mask_file"] is not None and o["mask"]:
-            raise InputError("give either a MASK file or --mask SPEC, not both")
-        mask = read_mask(o["mask_file"], data.size) if o["mask_file"] is not None else make_mask(
-            str(recipe["operator"].get("mask", "box")), data.size, seed=int(recipe["seed"]))
-        check_mask(mask)
-    sigma_y = float(recipe.get("noise", {}).get("sigma_y", 0.0))
+        hw = data.size
+        mask = read_mask(o["mask_file"], hw) if o.get("mask_file") is not None else default_mask(request, hw)
+        check_mask(mask, o.get("mask_file") or request.operator.mask)
     if o["simulate"]:
-        if task == "superres":
-            image = crop_to_multiple(image, int(recipe["operator"]["scale"]))
-        operator = build_operator(recipe, tuple(image.shape[-2:]), mask)
-        y = simulate(image, operator, sigma_y, seed=measurement_seed(int(recipe["seed"])))
-        if task == "inpaint":
-            y = operator.AT(y)  # the visible image with the hole zeroed, as a user would have it
+        m = simulate_measurement(request, image, mask)
+        y, mask, shown_input = m.y, m.mask, m.clean[0]
     else:
-        y = image
-        if task == "superres":
-            scale = int(recipe["operator"]["scale"])
-            if scale > min(image.shape[-2:]) * 64:
-                raise InputError(f"--scale {scale} is far too large for a {image.shape[-1]}x{image.shape[-2]} image")
+        y, shown_input = image.clamp(0, 1), data.image
+        if task == "superres" and request.operator.factor > min(image.shape[-2:]) * 64:
+            raise InputError(f"--scale {request.operator.factor} is far too large for a {image.shape[-1]}x{image.shape[-2]} image")
 
-    denoiser = load_prior(str(recipe["model"]), o["device"], o["dtype"], recipe.get("tile", "auto"))
+    denoiser = classifier = None
+    if request.uses_network:
+        denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile)
+        if request.guidance is not None and request.guidance.classifier:
+            from ..models import load_classifier
+
+            classifier = load_classifier(defaults.resolve_model(request.guidance.classifier),
+                                         device=next(denoiser.parameters()).device)
     frames: list[torch.Tensor] = []
-    bar, task_id = _progress(0, o["quiet"])
+    bar, task_id = _progress(o["quiet"])
 
     def callback(info) -> None:
         if bar is not None:
             bar.update(task_id, total=info.num_steps, completed=info.index + 1)
         if o["trajectory"] is not None:
-            frames.append(((info.x0[0].detach().float().cpu() + 1) / 2))
+            frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
 
     if bar is not None:
         bar.start()
     try:
-        x = restore(denoiser, recipe, y.clamp(0, 1) if not o["simulate"] else y, mask=mask, seeds=[int(recipe["seed"])],
-                    callback=callback)[0].cpu()
+        x = restore(denoiser, request, y, mask=mask, seeds=[request.seed], callback=callback, classifier=classifier)[0].cpu()
     finally:
         if bar is not None:
             bar.stop()
 
-    out = o["out"] or Path(f"{Path(o['image']).stem}.{task}.png")
-    if out.resolve() == Path(o["image"]).resolve():
-        raise InputError(f"output {out} would overwrite the input image")
-    alpha = data.alpha
-    if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:
-        alpha = F.interpolate(alpha[None], size=x.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)
-    if x.shape[0] != data.channels:
-        x = x.mean(0, keepdim=True) if data.channels == 1 else x.expand(3, -1, -1)
-    meta = {"Software": f"guidedinv {__version__}", "guidedinv:task": task, "guidedinv:model": str(recipe["model"]),
-            "guidedinv:method": recipe["method"], "guidedinv:steps": str(settings["steps"]), "guidedinv:seed": str(recipe["seed"]),
-            "guidedinv:recipe": dump_toml(recipe)}
-    write_image(out, x, alpha=alpha, metadata=meta, bit_depth=16 if data.bit_depth == 16 else 8)
-    from ..io import atomic_write_bytes
-
-    atomic_write_bytes(out.with_suffix(".recipe.toml"), dump_toml(recipe).encode())
+    written = write_result(out, x, data, request, dump_toml(request.recipe))
     if o["compare"] is not None:
-        shown_y = y[0].clamp(0, 1)
-        write_image(o["compare"], _side_by_side([data.image, shown_y.expand(x.shape[0], -1, -1), x]))
+        from ..io import write_image
+
+        panels = [("input", shown_input), ("measurement", y[0].clamp(0, 1)), (f"{request.method}", x)]
+        write_image(o["compare"], side_by_side([p for _, p in panels], upscale_small=task == "superres"))
+        written.append(Path(o["compare"]))
     if o["trajectory"] is not None and frames:
-        _write_gif(o["trajectory"], frames)
+        write_gif(o["trajectory"], frames)
+        written.append(Path(o["trajectory"]))
     if not o["quiet"]:
-        typer.echo(f"wrote {out} ({recipe['method']}, {settings['steps']} steps, seed {recipe['seed']})")
+        steps = f"{request.steps} steps" if request.steps else "no network"
+        typer.echo(f"wrote {', '.join(str(p) for p in written)} ({request.method}, {steps}, seed {request.seed})")
     return out
 
 
 def _make_command(task: str) -> Callable[..., None]:
-    params = SPECIFIC[task] + COMMON
+    params = _specific(task) + _common(task)
 
     def command(**kwargs: Any) -> None:
         restore_file(task, **kwargs)
@@ -241,5 +297,5 @@ def _make_command(task: str) -> Callable[..., None]:
 
 def register_restore_commands(app: typer.Typer) -> None:
     """Add the four restoration commands to the ``guidedinv`` app."""
-    for task in ("inpaint", "superres", "deblur", "denoise"):
+    for task in TASK_COMMANDS:
         app.command(task)(_make_command(task))

@@ -1,5 +1,6 @@
-"""One item's measurement: its recipe (own seed and scale), its mask, the measurement y (read, or
-simulated from a clean image), the operator A, the reference, and the padding restore() would use.
+"""One item's measurement: its request (own seed and scale), its mask, the measurement y (read, or
+simulated from a clean image by :func:`guidedinv.app.measure.simulate_measurement`), the operator A,
+the reference, and the padding restore() would use.
 
 An item alone and an item in a group are padded the same way here, by restore's own rule, so a
 group's restore() call pads nothing and each result equals the item's one-at-a-time result.
@@ -8,17 +9,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ...errors import InputError
-from ...io import check_mask, make_mask, read_image, read_mask
-from ...operators import LinearOperator, crop_to_multiple
-from ..recipes import method_settings
-from ..restore import _pad_measurement, build_operator, simulate
-from .items import IMAGE_SUFFIXES, Item, measurement_seed
+from ...io import check_mask, read_image, read_mask
+from ...operators import LinearOperator
+from ..measure import build_operator, default_mask, simulate_measurement
+from ..request import Request, parse_request
+from ..restore import pad_measurement
+from .items import Item
 
 __all__ = ["Prepared", "check_recipe", "item_recipe", "item_mask", "prepare", "pad"]
 
@@ -33,6 +34,7 @@ class Prepared:
     reference: torch.Tensor | None  # (C, H, W) in [0, 1]
     alpha: torch.Tensor | None  # (1, H', W') of the input, put back on the output
     bit_depth: int  # of the output: 16 for 16-bit inputs, else 8
+    request: Request | None = None
     y_pad: torch.Tensor | None = None  # (1, C, h', w') padded for the network (see :func:`pad`)
     mask_pad: torch.Tensor | None = None  # (h', w')
     crop: Any = None  # the Crop back from the padded grid
@@ -49,16 +51,11 @@ class Prepared:
         return (tuple(self.y_pad.shape[1:]), self.factor)
 
 
-def check_recipe(recipe: dict[str, Any]) -> None:
+def check_recipe(recipe: dict[str, Any] | Request) -> Request:
     """Recipe mistakes are usage errors before any item runs, not a failure of every item."""
-    method_settings(recipe)
-    op = recipe["operator"]
-    if op.get("kind") == "inpaint":
-        spec = str(op.get("mask", "box"))
-        if Path(spec).suffix.lower() not in IMAGE_SUFFIXES:
-            make_mask(spec, (64, 64))
-    else:
-        build_operator(recipe, (64, 64))
+    if isinstance(recipe, Request):
+        return recipe
+    return parse_request({k: v for k, v in recipe.items() if k != "batch"}, "recipe")
 
 
 def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]:
@@ -74,43 +71,35 @@ def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]
     return out
 
 
-def item_mask(item: Item, recipe: dict[str, Any], hw: tuple[int, int]) -> torch.Tensor | None:
-    """The item's mask file, else the recipe's mask file or generated spec (seeded by the item's seed)."""
-    if recipe["operator"].get("kind") != "inpaint":
+def item_mask(item: Item, request: Request, hw: tuple[int, int]) -> torch.Tensor | None:
+    """The item's mask file, else the request's mask file or generated spec (seeded by the item's seed)."""
+    if request.operator.kind != "inpaint":
         if item.mask is not None:
-            raise InputError(f"a mask was given but this recipe's operator is {recipe['operator'].get('kind')!r}")
+            raise InputError(f"a mask was given but this recipe's operator is {request.operator.kind!r}")
         return None
-    spec = str(recipe["operator"].get("mask", "box"))
-    if item.mask is not None:
-        mask = read_mask(item.mask, hw)
-    elif Path(spec).suffix.lower() in IMAGE_SUFFIXES:
-        mask = read_mask(spec, hw)
-    else:
-        mask = make_mask(spec, hw, seed=int(recipe["seed"]))
-    return check_mask(mask, item.mask or spec)
+    mask = read_mask(item.mask, hw) if item.mask is not None else default_mask(request, hw)
+    return check_mask(mask, item.mask or request.operator.mask)
 
 
 def prepare(item: Item, recipe: dict[str, Any], seed: int, simulated: bool) -> Prepared:
     """Read ``item`` and build its measurement (``simulated``: the input is clean, degrade it)."""
     data = read_image(item.input)
     recipe = item_recipe(recipe, item, seed)
+    request = parse_request(recipe, f"item {item.id}")
     image, alpha = data.image, data.alpha
-    sigma_y = float(recipe.get("noise", {}).get("sigma_y", 0.0))
-    factor = int(recipe["operator"].get("scale", 1)) if recipe["operator"].get("kind") == "downsample" else 1
+    factor = request.operator.factor
     reference = None
     if simulated:
-        if factor > 1:
-            image = crop_to_multiple(image, factor)
-            alpha = None if alpha is None else crop_to_multiple(alpha, factor)
-        mask = item_mask(item, recipe, image.shape[-2:])
-        operator = build_operator(recipe, image.shape[-2:], mask)
-        y = simulate(image[None], operator, sigma_y, seed=measurement_seed(seed))
-        y = operator.AT(y) if mask is not None else y  # the visible image with the hole zeroed
-        reference = image
+        from ...operators import crop_to_multiple
+
+        clean = crop_to_multiple(image, factor) if factor > 1 else image
+        alpha = None if alpha is None or factor == 1 else crop_to_multiple(alpha, factor)
+        m = simulate_measurement(request, clean, item_mask(item, request, clean.shape[-2:]))
+        y, mask, operator, reference = m.y, m.mask, m.operator, m.clean[0]
     else:
         y = image[None]
-        mask = item_mask(item, recipe, image.shape[-2:])
-        operator = build_operator(recipe, (y.shape[-2] * factor, y.shape[-1] * factor), mask)
+        mask = item_mask(item, request, image.shape[-2:])
+        operator = build_operator(request, (y.shape[-2] * factor, y.shape[-1] * factor), mask)
     if item.reference is not None:
         reference = read_image(item.reference).image
     size = (data.channels, y.shape[-2] * factor, y.shape[-1] * factor)
@@ -119,10 +108,11 @@ def prepare(item: Item, recipe: dict[str, Any], seed: int, simulated: bool) -> P
                          f"with {reference.shape[0]} channel(s) but the result is {size[2]}x{size[1]} with {size[0]}")
     if not torch.isfinite(y).all():
         raise InputError(f"{item.input}: the measurement contains NaN or infinite values")
-    return Prepared(item, recipe, y, mask, operator, reference, alpha, 16 if data.bit_depth == 16 else 8)
+    return Prepared(item, recipe, y, mask, operator, reference, alpha, 16 if data.bit_depth == 16 else 8, request)
 
 
 def pad(p: Prepared, multiple: int) -> Prepared:
     """Pad as restore() pads an item alone (sides a multiple of ``multiple``, the network's)."""
-    p.y_pad, p.mask_pad, p.crop, p.factor = _pad_measurement(p.recipe, p.y, p.mask, multiple)
+    assert p.request is not None
+    p.y_pad, p.mask_pad, p.crop, p.factor = pad_measurement(p.request, p.y, p.mask, multiple)
     return p

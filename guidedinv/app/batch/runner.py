@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ...denoiser import Denoiser
 from ...errors import GuidedinvError, InputError
 from ...io import TEMP_SUFFIX, read_image, write_image
-from ..recipes import dump_toml, method_settings
+from ..recipes import dump_toml
 from ..restore import restore, size_multiple
 from .folder import RECIPE_NAME, canonical, claim_folder
 from .items import Item, item_seed, measurement_seed
@@ -145,10 +145,9 @@ class _Runner:
         alpha = p.alpha
         if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:
             alpha = F.interpolate(alpha[None], size=x.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)
-        settings = method_settings(p.recipe)
         meta = {"guidedinv:task": str(p.recipe.get("task")), "guidedinv:model": str(p.recipe.get("model")),
-                "guidedinv:method": p.recipe["method"], "guidedinv:steps": str(settings["steps"]),
-                "guidedinv:seed": str(p.seed), "guidedinv:recipe": dump_toml(p.recipe), "guidedinv:item": p.item.id,
+                "guidedinv:method": p.recipe["method"], "guidedinv:steps": str(p.request.steps or 0),
+                "guidedinv:seed": str(p.seed), "guidedinv:recipe": dump_toml(p.request.recipe), "guidedinv:item": p.item.id,
                 "guidedinv:run-key": self.run_key(p.item)}
         write_image(self.output(p.item), x, alpha=alpha, metadata=meta, bit_depth=p.bit_depth)
         self.records[p.item.id] = new_record(p.item.id, "done", **self.base(p.item), seconds=round(seconds, 4),
@@ -159,7 +158,7 @@ class _Runner:
         start = time.perf_counter()
         masks = None if group[0].mask_pad is None else torch.stack([p.mask_pad for p in group])
         try:
-            x = restore(denoiser, group[0].recipe, torch.cat([p.y_pad for p in group]), mask=masks,
+            x = restore(denoiser, group[0].request, torch.cat([p.y_pad for p in group]), mask=masks,
                         seeds=[p.seed for p in group], callback=lambda info: self.progress.step(info.index, info.num_steps))
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the batch
             if len(group) > 1:  # find the culprit: the others still succeed on their own
@@ -283,8 +282,7 @@ def run_batch(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder")
-    recipe = {**copy.deepcopy(recipe), "batch": {"simulate": bool(simulate)}}
-    check_recipe(recipe)
+    recipe = {**check_recipe(recipe).recipe, "batch": {"simulate": bool(simulate)}}  # resolved: every setting written
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -1,0 +1,44 @@
+"""ddnm: null-space projection (DDNM, Wang, Yu & Zhang, ICLR 2023): x0 <- x0 + A^+ (y - A x0) keeps the
+network's null-space content. With noisy measurements (sigma_y > 0) the step itself must carry the
+measurement's noise (DDNM+, or DDRM's rule where the operator has an exact SVD), so the method then
+steps with the engine's noisy-projection rule built on DDIM(eta); any rule works when sigma_y = 0."""
+from __future__ import annotations
+
+from ...errors import InputError
+from .base import RULE_NAMES, GuidedMethod, Plan, PlanInput, Setting
+
+
+class DDNM(GuidedMethod):
+    name = "ddnm"
+    summary = "null-space projection (DDNM; DDNM+ / DDRM's step with noise): exact consistency with the measurement"
+    kinds = ("inpaint", "downsample", "blur", "identity")
+    settings = (
+        Setting("rule", "str", "ddim", "step rule (with noise.sigma_y > 0 only ddim: the noisy step is DDIM(eta)'s)",
+                choices=RULE_NAMES),
+        Setting("eta", "float", 0.85, "DDIM's eta (fresh-noise fraction)", low=0.0, high=1.0),
+        Setting("zeta", "float", 0.3, "renoise rule: fraction of fresh noise per step", low=0.0, high=1.0),
+        Setting("scale", "float", 1.0, "weight of the projection (1: DDNM)", low=0.0, high=1e3),
+        Setting("noise_rule", "str", "svd", "svd: per singular value where the operator has an exact SVD "
+                "(DDRM-like); scalar: the paper's eq. 19", choices=("svd", "scalar")),
+        *GuidedMethod.common("logsnr50"),
+    )
+
+    def plan(self, given: PlanInput) -> Plan:
+        from ...guidance import Projection
+
+        s = given.settings
+        term = Projection(given.operator, given.y_model, given.sigma_y, scale=s["scale"], noise_rule=s["noise_rule"])
+        if given.sigma_y > 0:
+            if s["rule"] != "ddim":
+                raise InputError(f"methods.ddnm.rule = {s['rule']!r}: with noise.sigma_y > 0 DDNM+ steps with DDIM(eta) "
+                                 "carrying the measurement's noise; use rule = \"ddim\" (its eta), or sigma_y = 0")
+            from ...rules import NoisyProjectionStep
+
+            rule = NoisyProjectionStep(given.operator, given.sigma_y, eta=s["eta"], scale=s["scale"],
+                                       noise_rule=s["noise_rule"])
+        else:
+            rule = self.rule(s, ("eta", "zeta"))
+        return Plan([term], rule, s["steps"])
+
+
+METHOD = DDNM()

@@ -1,0 +1,30 @@
+"""diffpir: DiffPIR (Zhu et al., CVPRW 2023): the proximal data step on x0 inside a sampler that
+re-noises by ``zeta`` (its Alg. 1); a posterior-like sample with generated detail."""
+from __future__ import annotations
+
+from .base import RULE_NAMES, GuidedMethod, Plan, PlanInput, Setting
+
+
+class DiffPIR(GuidedMethod):
+    name = "diffpir"
+    summary = "DiffPIR: the same data step inside a sampler that re-noises (zeta); a sample with generated detail"
+    kinds = ("inpaint", "downsample", "blur", "identity")
+    settings = (
+        Setting("rule", "str", "renoise", "step rule", choices=RULE_NAMES),
+        Setting("zeta", "float", 0.3, "renoise rule: fraction of fresh noise per step", low=0.0, high=1.0),
+        Setting("eta", "float", 0.0, "ddim rule: DDIM's eta", low=0.0, high=1e3),
+        Setting("lam", "float", 1.0, "weight of the prior in the proximal step (DiffPIR's lambda x 4)",
+                low=0.0, low_open=True, high=1e6),
+        Setting("scale", "float", 1.0, "strength of the data step (0: unguided)", low=0.0, high=1e3),
+        *GuidedMethod.common("logsnr50"),
+    )
+
+    def plan(self, given: PlanInput) -> Plan:
+        from ...guidance import Proximal
+
+        s = given.settings
+        term = Proximal(given.operator, given.y_model, given.sigma_y, lam=s["lam"], scale=s["scale"])
+        return Plan([term], self.rule(s, ("eta", "zeta")), s["steps"])
+
+
+METHOD = DiffPIR()

@@ -1,0 +1,29 @@
+"""pnp: plug-and-play half-quadratic splitting on the diffusion grid (DPIR, Zhang et al. 2021):
+DiffPIR's proximal data step (Zhu et al. 2023) after every denoising, then x' = sqrt(a') x0 with no
+sampling noise. One deterministic estimate with the best PSNR; not a posterior sample."""
+from __future__ import annotations
+
+from .base import GuidedMethod, Plan, PlanInput, Setting
+
+
+class PlugAndPlay(GuidedMethod):
+    name = "pnp"
+    summary = "plug-and-play (DPIR-style): denoise, then DiffPIR's proximal data step, no sampling noise; best PSNR"
+    kinds = ("inpaint", "downsample", "blur", "identity")
+    settings = (
+        Setting("lam", "float", 1.0, "weight of the prior in the proximal step (this package's lambda: DiffPIR's x 4)",
+                low=0.0, low_open=True, high=1e6),
+        Setting("scale", "float", 1.0, "strength of the data step (0: the prior alone)", low=0.0, high=1e3),
+        *GuidedMethod.common("logsnr20"),
+    )
+
+    def plan(self, given: PlanInput) -> Plan:
+        from ...guidance import Proximal
+        from ...rules import make_rule
+
+        s = given.settings
+        term = Proximal(given.operator, given.y_model, given.sigma_y, lam=s["lam"], scale=s["scale"])
+        return Plan([term], make_rule("pnp"), s["steps"])
+
+
+METHOD = PlugAndPlay()

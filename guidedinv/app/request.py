@@ -1,0 +1,384 @@
+"""A request, parsed once: a preset (TOML, package data, or the user's ``--task`` file) plus ``--set``
+overrides plus command-line options become one typed, validated :class:`Request` before any model
+loads or any file is written. Every error names what the user typed (the flag, the ``--set`` item or
+the key of their file) and what would be accepted.
+
+The recipe (a nested dict, what TOML holds) stays the serialised form: :attr:`Request.recipe` is the
+resolved recipe written beside every output; ``--task THAT.recipe.toml`` reproduces the result.
+
+Keys of a recipe (``guidedinv/app/presets/README.md`` explains each; method settings are the
+registry's, :mod:`guidedinv.app.methods`)::
+
+    task, model, tile, method, seed
+    [operator]   kind + inpaint: mask | downsample: scale, mode | blur: kernel, size, boundary
+    [noise]      sigma_y
+    [methods.NAME] the settings of method NAME (defaults: the method's own)
+    [guidance]   optional extra term: class, classifier, scale (class guidance beside the measurement)
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import InputError
+from .methods import METHODS, get_method, methods_for_kind
+from .methods.base import TASK_OF_KIND, Setting
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "preset_dir", "load_preset",
+           "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT"]
+
+TASKS = ("inpaint", "superres", "deblur", "denoise")
+KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
+SEED_LIMIT = 2**63
+TOP_KEYS = ("task", "model", "tile", "method", "seed", "operator", "noise", "methods", "guidance", "batch")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+DTYPES = ("fp32", "fp16", "bf16")
+
+# operator keys per kind: (Setting, ...); kind itself follows from the task
+_OPERATOR_KEYS: dict[str, tuple[Setting, ...]] = {
+    "inpaint": (Setting("mask", "str", "box", "a mask file (white = fill) or box | box:SIZE | random:F | half | lines"),),
+    "downsample": (Setting("scale", "int", 4, "integer upscaling factor", low=1, high=32),
+                   Setting("mode", "str", "bicubic", "downsampling model", choices=("bicubic", "average"))),
+    "blur": (Setting("kernel", "str", "gaussian:3.0", "gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png"),
+             Setting("size", "int", 61, "size of generated gaussian and motion kernels (odd)", low=3, high=1001),
+             Setting("boundary", "str", "padded", "padded | reflect | circular", choices=("padded", "reflect", "circular"))),
+    "identity": (),
+}
+_GUIDANCE_KEYS = (
+    Setting("class", "int", None, "class label to guide towards", low=0, high=1_000_000),
+    Setting("classifier", "str", None, "noisy-image classifier checkpoint (else classifier-free guidance)"),
+    Setting("scale", "float", 1.0, "guidance scale (classifier s; classifier-free w)", low=0.0, high=1e4),
+)
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """The forward model of a task; the fields that do not apply to ``kind`` are None."""
+
+    kind: str
+    mask: str | None = None
+    scale: int | None = None
+    mode: str | None = None
+    kernel: str | None = None
+    size: int | None = None
+    boundary: str | None = None
+
+    @property
+    def factor(self) -> int:
+        """Super-resolution factor (1 for the other kinds)."""
+        return int(self.scale) if self.kind == "downsample" else 1
+
+
+@dataclass(frozen=True)
+class GuidanceSpec:
+    """An extra class-guidance term: classifier guidance with ``classifier``, else classifier-free."""
+
+    label: int
+    classifier: str | None
+    scale: float
+
+
+@dataclass(frozen=True)
+class Request:
+    """One validated request. ``settings`` are the chosen method's, defaults filled in."""
+
+    task: str
+    model: str
+    tile: str | int
+    method: str
+    seed: int
+    operator: OperatorSpec
+    sigma_y: float
+    settings: Mapping[str, Any]
+    guidance: GuidanceSpec | None
+    recipe: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def steps(self) -> str | None:
+        """The method's grid ("logsnr20", ...); None for classical methods."""
+        return self.settings.get("steps")
+
+    @property
+    def uses_network(self) -> bool:
+        return get_method(self.method).uses_network
+
+    def with_changes(self, assignments: Sequence[str], where: str = "--set") -> "Request":
+        """A new request with ``key=value`` assignments applied and everything re-checked."""
+        return parse_request(apply_overrides(self.recipe, assignments, where), where)
+
+    def with_seed(self, seed: int) -> "Request":
+        recipe = copy.deepcopy(self.recipe)
+        recipe["seed"] = int(seed)
+        return parse_request(recipe, "recipe")
+
+
+# -- presets ------------------------------------------------------------------------------------
+def preset_dir() -> Path:
+    """Where the shipped presets are: package data (``guidedinv/app/presets``)."""
+    return Path(__file__).resolve().parent / "presets"
+
+
+def load_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """A shipped task's preset by name ('inpaint', ...) or any recipe TOML by path (not yet checked:
+    :func:`parse_request` does that)."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        if str(name_or_path) not in TASKS:
+            raise InputError(f"unknown task {str(name_or_path)!r}; choose from {', '.join(TASKS)} or give a .toml file")
+        path = preset_dir() / f"{name_or_path}.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"recipe {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"recipe {path}: is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise InputError(f"recipe {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"recipe {path}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"recipe {path}: not valid TOML ({exc})") from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: TOML syntax when it parses (numbers, booleans, quoted strings), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _known_keys(recipe: Mapping[str, Any], parts: list[str]) -> list[str] | None:
+    """The keys a recipe may hold at ``parts`` (a table path), None where any key would do."""
+    if not parts:
+        return list(TOP_KEYS)
+    if parts == ["operator"]:
+        kind = KIND_OF_TASK.get(str(recipe.get("task")), "")
+        return ["kind", *(s.name for s in _OPERATOR_KEYS.get(kind, ()))]
+    if parts == ["noise"]:
+        return ["sigma_y"]
+    if parts == ["methods"]:
+        return list(METHODS)
+    if len(parts) == 2 and parts[0] == "methods" and parts[1] in METHODS:
+        return [s.name for s in METHODS[parts[1]].settings]
+    if parts == ["guidance"]:
+        return [s.name for s in _GUIDANCE_KEYS]
+    if parts == ["batch"]:
+        return None
+    return []
+
+
+def apply_overrides(recipe: Mapping[str, Any], assignments: Sequence[str], where: str = "--set") -> dict[str, Any]:
+    """A copy of ``recipe`` with ``key.sub=value`` assignments applied. Keys must be ones a recipe may
+    hold (a typo fails here, naming the keys accepted there); values are checked by :func:`parse_request`."""
+    out = copy.deepcopy(dict(recipe))
+    for item in assignments:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"{where} {item!r}: expected KEY=VALUE, e.g. methods.pnp.steps=\"logsnr20\"")
+        parts = key.split(".")
+        node: dict[str, Any] = out
+        for depth, part in enumerate(parts):
+            known = _known_keys(out, parts[:depth])
+            if known is not None and part not in known:
+                table = ".".join(parts[:depth]) or "the recipe"
+                raise InputError(f"{where} {item}: {table} has no key {part!r} (accepted: {', '.join(known) or 'none'})")
+            if depth == len(parts) - 1:
+                break
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise InputError(f"{where} {item}: {'.'.join(parts[: depth + 1])} is a value, not a table")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise InputError(f"{where} {item}: {key} is a table; set one of its keys ({key}.KEY=VALUE)")
+        node[parts[-1]] = parse_value(raw.strip())
+    return out
+
+
+# -- checking -------------------------------------------------------------------------------------
+def _table(recipe: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = recipe.get(key, {})
+    if not isinstance(value, dict):
+        raise InputError(f"{key} = {value!r}: expected a table ([{key}] with its keys)")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise InputError(f"{where}.{key}: no such key (accepted: {', '.join(known) or 'none'})")
+
+
+def _check_operator(recipe: Mapping[str, Any], task: str) -> OperatorSpec:
+    kind = KIND_OF_TASK[task]
+    table = _table(recipe, "operator")
+    specs = _OPERATOR_KEYS[kind]
+    _check_keys(table, ["kind", *(s.name for s in specs)], "operator")
+    if table.get("kind", kind) != kind:
+        raise InputError(f"operator.kind = {table['kind']!r}: a {task} recipe's operator is {kind!r}")
+    values = {s.name: s.check(table.get(s.name, s.default), f"operator.{s.name}") for s in specs}
+    if kind == "blur":
+        _check_kernel(values["kernel"], values["size"])
+    if kind == "inpaint":
+        _check_mask_spec(values["mask"])
+    return OperatorSpec(kind, **values)
+
+
+def _check_kernel(spec: str, size: int) -> None:
+    if size % 2 == 0:
+        raise InputError(f"operator.size = {size}: expected an odd kernel size (3, 5, ..., 1001)")
+    name, _, arg = spec.partition(":")
+    if name == "gaussian":
+        try:
+            sigma = float(arg or 3.0)
+        except ValueError:
+            sigma = float("nan")
+        if not (math.isfinite(sigma) and 0 < sigma <= 100):
+            raise InputError(f"operator.kernel = {spec!r}: expected gaussian:SIGMA with 0 < SIGMA <= 100, e.g. gaussian:3.0")
+        return
+    if name == "motion":
+        if arg and not (arg.isdigit() and int(arg) < 2**32):
+            raise InputError(f"operator.kernel = {spec!r}: expected motion or motion:SEED with a whole SEED >= 0")
+        return
+    path = kernel_path(spec)
+    if not path.is_file():
+        raise InputError(f"operator.kernel = {spec!r}: no such kernel file; expected gaussian:SIGMA, motion, motion:SEED "
+                         "or a .npy / .npz:KEY / image file")
+
+
+def kernel_path(spec: str) -> Path:
+    """The file a kernel spec names (``FILE.npz:KEY`` -> FILE.npz)."""
+    text = str(spec)
+    head, sep, key = text.rpartition(":")
+    if sep and head.lower().endswith(".npz") and "/" not in key:
+        return Path(head)
+    return Path(text)
+
+
+def _check_mask_spec(spec: str) -> None:
+    from ..io import IMAGE_SUFFIXES, make_mask
+
+    if Path(spec).suffix.lower() in IMAGE_SUFFIXES:
+        if not Path(spec).is_file():
+            raise InputError(f"operator.mask = {spec!r}: no such mask file")
+        return
+    try:
+        make_mask(spec, (16, 16))
+    except InputError as exc:
+        raise InputError(f"operator.mask = {spec!r}: {exc}") from None
+
+
+def _check_guidance(recipe: Mapping[str, Any]) -> GuidanceSpec | None:
+    table = _table(recipe, "guidance")
+    if not table:
+        return None
+    _check_keys(table, [s.name for s in _GUIDANCE_KEYS], "guidance")
+    values = {s.name: s.check(table[s.name], f"guidance.{s.name}") if s.name in table else s.default for s in _GUIDANCE_KEYS}
+    if values["class"] is None:
+        raise InputError("guidance: a class to guide towards is missing (guidance.class, --class C)")
+    if values["classifier"] is not None and not Path(values["classifier"]).is_file() and "/" in values["classifier"]:
+        raise InputError(f"guidance.classifier = {values['classifier']!r}: no such file")
+    return GuidanceSpec(values["class"], values["classifier"], values["scale"])
+
+
+def _check_scalar(recipe: Mapping[str, Any], key: str, spec: Setting) -> Any:
+    return spec.check(recipe.get(key, spec.default), key)
+
+
+def check_tile(value: Any, where: str = "tile") -> str | int:
+    """'auto' or a whole number of pixels >= 0 (0: the whole image in one network call)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{where} {value!r}: expected 'auto' or a whole number of pixels (0 = no tiling)")
+    return value
+
+
+def parse_request(recipe: Mapping[str, Any], where: str = "recipe") -> Request:
+    """Check a whole recipe and return its :class:`Request`; an InputError prefixed by ``where``
+    (e.g. "--task my.toml") otherwise."""
+    try:
+        return _parse(recipe)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}" if where else str(exc)) from None
+
+
+def _parse(recipe: Mapping[str, Any]) -> Request:
+    if not isinstance(recipe, Mapping):
+        raise InputError("expected a table of keys")
+    for key in recipe:
+        if key not in TOP_KEYS:
+            raise InputError(f"unknown key {key!r} (accepted: {', '.join(TOP_KEYS)})")
+    task = recipe.get("task")
+    if task not in TASKS:
+        raise InputError(f"task = {task!r}: expected one of {', '.join(TASKS)}")
+    model = recipe.get("model", "default")
+    if not isinstance(model, str) or not model.strip():
+        raise InputError(f"model = {model!r}: expected 'default', a registry name or a checkpoint file")
+    tile = check_tile(recipe.get("tile", "auto"), "tile =")
+    seed = _check_scalar(recipe, "seed", Setting("seed", "int", 0, "", low=0, high=SEED_LIMIT - 1))
+    operator = _check_operator(recipe, task)
+    noise = _table(recipe, "noise")
+    _check_keys(noise, ["sigma_y"], "noise")
+    sigma_y = Setting("sigma_y", "float", 0.0, "", low=0.0, high=1.0).check(noise.get("sigma_y", 0.0), "noise.sigma_y")
+    method_name = recipe.get("method")
+    if not isinstance(method_name, str) or method_name not in METHODS:
+        raise InputError(f"method = {method_name!r}: unknown method; choose from {', '.join(methods_for_kind(operator.kind))}")
+    method = get_method(method_name)
+    method.check_kind(operator.kind)
+    tables = _table(recipe, "methods")
+    checked: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():  # every table, not just the chosen one: a typo elsewhere is still a typo
+        if name not in METHODS:
+            raise InputError(f"methods.{name}: no such method (known: {', '.join(METHODS)})")
+        if not isinstance(table, dict):
+            raise InputError(f"methods.{name} = {table!r}: expected a table of settings")
+        checked[name] = METHODS[name].check_settings(table, f"methods.{name}")
+    settings = checked.get(method_name) or method.check_settings({}, f"methods.{method_name}")
+    if method.uses_network:
+        method.check_warm_start(settings, operator.kind, f"methods.{method_name}")  # type: ignore[attr-defined]
+    guidance = _check_guidance(recipe)
+    if guidance is not None and not method.uses_network:
+        raise InputError(f"guidance: class guidance needs a guided method, not the classical {method_name!r}")
+    resolved = {k: copy.deepcopy(v) for k, v in recipe.items() if k not in ("methods",)}
+    resolved.update({"task": task, "model": model, "tile": tile, "seed": seed, "method": method_name})
+    resolved["operator"] = {"kind": operator.kind, **{k: v for k, v in vars(operator).items() if k != "kind" and v is not None}}
+    resolved["noise"] = {"sigma_y": sigma_y}
+    resolved["methods"] = {method_name: dict(settings)}
+    return Request(task, model, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved)
+
+
+def build_request(task: str, task_file: str | Path | None = None, options: Sequence[tuple[str, str]] = (),
+                  sets: Sequence[str] = ()) -> Request:
+    """The request of a command: ``task``'s preset (or ``task_file``), then ``options`` (pairs of the
+    flag as typed and the assignment it stands for, e.g. ("--steps logsnr20", 'methods.pnp.steps="logsnr20"')),
+    then the ``--set`` items. Each layer is checked as it is applied, so an error names its source."""
+    where = f"--task {task_file}" if task_file is not None else f"preset {task}"
+    recipe = load_preset(task_file if task_file is not None else task)
+    request = parse_request(recipe, where)
+    if request.task != task:
+        raise InputError(f"{where} is a {request.task!r} recipe, not {task!r}")
+    recipe = copy.deepcopy(dict(recipe))
+    for flag, assignment in options:
+        recipe = apply_overrides(recipe, [assignment], flag)
+        request = parse_request(recipe, flag)
+    for item in sets:
+        recipe = apply_overrides(recipe, [item], "--set")
+        request = parse_request(recipe, f"--set {item}")
+    return request

@@ -1,0 +1,58 @@
+"""What the restore commands write besides the sampler's output: the result PNG with its metadata
+(alpha and bit depth of the input kept), the recipe beside it, the comparison strip and the
+trajectory GIF. Shared by the restore commands (and the coming edit command)."""
+from __future__ import annotations
+
+import io as _io
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..io import atomic_write_bytes, write_image
+
+__all__ = ["side_by_side", "write_gif", "write_result"]
+
+
+def side_by_side(panels: list[torch.Tensor], upscale_small: bool = False) -> torch.Tensor:
+    """Panels (C, h, w) in [0, 1] brought to the tallest height and joined with a 4 px gap; a smaller
+    panel is resized bicubic (a low-resolution input then compares like with like), nearest otherwise."""
+    height = max(p.shape[-2] for p in panels)
+    resized = []
+    for p in panels:
+        if p.shape[-2] != height:
+            w = round(p.shape[-1] * height / p.shape[-2])
+            mode = "bicubic" if upscale_small else "nearest"
+            p = F.interpolate(p[None].float(), size=(height, w), mode=mode, **({"align_corners": False} if mode == "bicubic" else {}))[0]
+        resized.append(p.expand(3, -1, -1) if p.shape[0] == 1 else p)
+        resized.append(torch.ones(3, height, 4))
+    return torch.cat(resized[:-1], dim=-1).clamp(0, 1)
+
+
+def write_gif(path: Path, frames: list[torch.Tensor]) -> None:
+    """Frames (C, H, W) in [0, 1] as a looping GIF, written atomically."""
+    from PIL import Image
+
+    images = [Image.fromarray((f.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8").squeeze()) for f in frames]
+    buffer = _io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_result(out: Path, x: torch.Tensor, data: Any, request: Any, recipe_text: str) -> list[Path]:
+    """The result PNG (the input's channels, alpha and bit depth; the recipe in its text chunks) and
+    ``OUT.recipe.toml`` beside it; returns both paths."""
+    alpha = data.alpha
+    if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:
+        alpha = F.interpolate(alpha[None], size=x.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    if x.shape[0] != data.channels:
+        x = x.mean(0, keepdim=True) if data.channels == 1 else x.expand(3, -1, -1)
+    meta = {"Software": f"guidedinv {__version__}", "guidedinv:task": request.task, "guidedinv:model": request.model,
+            "guidedinv:method": request.method, "guidedinv:steps": str(request.steps or 0),
+            "guidedinv:seed": str(request.seed), "guidedinv:recipe": recipe_text}
+    write_image(out, x, alpha=alpha, metadata=meta, bit_depth=16 if data.bit_depth == 16 else 8)
+    recipe_path = out.with_suffix(".recipe.toml")
+    atomic_write_bytes(recipe_path, recipe_text.encode())
+    return [out, recipe_path]
