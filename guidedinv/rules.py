@@ -1,22 +1,29 @@
 """Step rules: x_t -> x_{t_next} given the (guided) x0 estimate. Small pure functions of
 (x, x0, alpha_bar, alpha_bar_next), with per-run state only for multistep solvers.
 
+DDNM+'s noisy step (:class:`NoisyProjectionStep`, which needs the operator and the noise level, so it
+has no name in :data:`RULES`) lives in :mod:`guidedinv.projection_step` and is re-exported here.
+
 Notation: a = alpha_bar_t, a' = alpha_bar_{t_next} (a' = 1 at the clean end), eps_hat the noise implied
 by x0: eps_hat = (x - sqrt(a) x0) / sqrt(1 - a). The effective one-step beta between the two
 (possibly respaced) levels is beta = 1 - a / a'.
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from .denoiser import Prediction
 from .noise import NoiseSource
 
-__all__ = ["StepRule", "DDPM", "DDIM", "DPMSolverPP2M", "Renoise", "PlugAndPlay", "RULES", "make_rule"]
+if TYPE_CHECKING:
+    from .projection_step import NoisyProjectionStep
+
+__all__ = ["StepRule", "DDPM", "DDIM", "DPMSolverPP2M", "Renoise", "PlugAndPlay", "NoisyProjectionStep", "RULES", "make_rule"]
 
 
 class StepRule:
@@ -31,6 +38,17 @@ class StepRule:
         self, x: torch.Tensor, pred: Prediction, a: float, a_next: float, rng: NoiseSource, state: dict[str, Any]
     ) -> torch.Tensor:
         raise NotImplementedError
+
+
+def _finite(value: Any, what: str, accepted: str) -> float:
+    """``value`` as a finite float, else ValueError naming ``what`` and the ``accepted`` range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be {accepted}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be {accepted}, got {value!r}")
+    return number
 
 
 def _eps_hat(x: torch.Tensor, x0: torch.Tensor, a: float) -> torch.Tensor:
@@ -80,8 +98,9 @@ class DDIM(StepRule):
     name = "ddim"
 
     def __post_init__(self) -> None:
-        if self.eta < 0:
-            raise ValueError(f"DDIM eta must be >= 0, got {self.eta}")
+        self.eta = _finite(self.eta, "DDIM eta", "a finite number >= 0")
+        if not self.eta >= 0:
+            raise ValueError(f"DDIM eta must be a finite number >= 0, got {self.eta}")
 
     def step(self, x, pred, a, a_next, rng, state):
         eps = _eps_hat(x, pred.x0, a)
@@ -130,8 +149,9 @@ class Renoise(StepRule):
     name = "renoise"
 
     def __post_init__(self) -> None:
+        self.zeta = _finite(self.zeta, "renoise zeta", "a number in [0, 1]")
         if not 0 <= self.zeta <= 1:
-            raise ValueError(f"renoise zeta must be in [0, 1], got {self.zeta}")
+            raise ValueError(f"renoise zeta must be a number in [0, 1], got {self.zeta}")
 
     def step(self, x, pred, a, a_next, rng, state):
         out = math.sqrt(a_next) * pred.x0
@@ -158,24 +178,43 @@ class PlugAndPlay(StepRule):
         return math.sqrt(a_next) * pred.x0
 
 
+# name -> constructor with the settings the name fixes; make_rule passes the user's options on
 RULES = {
-    "ddpm": lambda: DDPM("small"),
-    "ddpm-large": lambda: DDPM("large"),
-    "ddpm-learned": lambda: DDPM("learned"),
-    "ddim": lambda: DDIM(0.0),
+    "ddpm": functools.partial(DDPM, variance="small"),
+    "ddpm-large": functools.partial(DDPM, variance="large"),
+    "ddpm-learned": functools.partial(DDPM, variance="learned"),
+    "ddim": DDIM,
     "dpm++2m": DPMSolverPP2M,
     "renoise": Renoise,
     "pnp": PlugAndPlay,
 }
 
 
+def rule_options(name: str) -> tuple[str, ...]:
+    """The options ``make_rule(name, ...)`` accepts (the rule's fields that its name does not fix)."""
+    make = RULES[name]
+    cls, fixed = (make.func, make.keywords) if isinstance(make, functools.partial) else (make, {})
+    return tuple(f.name for f in fields(cls) if f.init and f.name not in fixed)
+
+
 def make_rule(name: str, **options: Any) -> StepRule:
-    """A step rule by name: 'ddpm', 'ddpm-large', 'ddpm-learned', 'ddim' (eta=...), 'dpm++2m', 'renoise' (zeta=...), 'pnp'."""
+    """A step rule by name: 'ddpm', 'ddpm-large', 'ddpm-learned', 'ddim' (eta=...), 'dpm++2m', 'renoise'
+    (zeta=...), 'pnp'. Built through the rule's constructor, so its checks run: ValueError for an
+    unknown name, an option the rule does not have (naming the ones it has) or a value out of range."""
     if name not in RULES:
         raise ValueError(f"unknown step rule {name!r}; choose from {', '.join(RULES)}")
-    rule = RULES[name]()
-    for key, value in options.items():
-        if not hasattr(rule, key):
-            raise ValueError(f"step rule {name!r} has no option {key!r}")
-        setattr(rule, key, value)
-    return rule
+    accepted = rule_options(name)
+    for key in options:
+        if key not in accepted:
+            has = f"its options are {', '.join(accepted)}" if accepted else "it has no options"
+            raise ValueError(f"step rule {name!r} has no option {key!r}; {has}")
+    return RULES[name](**options)
+
+
+def __getattr__(name: str) -> Any:
+    # projection_step imports this module (StepRule, DDIM), so its rule is re-exported lazily
+    if name == "NoisyProjectionStep":
+        from .projection_step import NoisyProjectionStep
+
+        return NoisyProjectionStep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -172,7 +172,7 @@ def sample(
             x = math.sqrt(a_next / a) * x + math.sqrt(1 - a_next / a) * rng.randn_like(x)
             state = rule.new_state()
             continue
-        ctx = StepContext(index, num_reverse, t, t_next, a, a_next, x, None, labels, rng, denoiser)  # type: ignore[arg-type]
+        ctx = StepContext(index, num_reverse, t, t_next, a, a_next, x, None, labels, rng, denoiser, rule)  # type: ignore[arg-type]
         active = [term for term in terms if term.active(ctx)]
         with_grad = any(term.needs_grad for term in active)
         with torch.set_grad_enabled(with_grad):

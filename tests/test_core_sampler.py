@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import component_of, empirical_cov
+
 from guidedinv import DDIM, DDPM, DPMSolverPP2M, NetworkDenoiser, NoiseSource, Resampling, sample
-from guidedinv.rules import Renoise, make_rule
 from guidedinv.denoiser import Prediction
+from guidedinv.rules import Renoise, make_rule
 
 N = 20000
 MEAN_TOL, COV_TOL = 0.03, 0.04
@@ -219,3 +219,29 @@ def test_renoise_is_ddim_at_zeta0_and_loses_variance_above(gaussian3):
         make_rule("euler")
     with pytest.raises(ValueError, match="no option"):
         make_rule("ddpm", eta=1.0)
+
+
+def test_make_rule_builds_through_the_constructors():
+    """make_rule runs each rule's own checks: values out of range are refused with the option and its
+    range named, unknown options with the rule's options named; every name still builds."""
+    from guidedinv.rules import RULES, PlugAndPlay
+
+    assert make_rule("ddpm-large") == DDPM("large") and make_rule("ddpm-learned") == DDPM("learned")
+    assert make_rule("ddim") == DDIM(0.0) and make_rule("pnp") == PlugAndPlay() and make_rule("dpm++2m") == DPMSolverPP2M()
+    assert set(RULES) == {"ddpm", "ddpm-large", "ddpm-learned", "ddim", "dpm++2m", "renoise", "pnp"}
+    for name, options, needle in (
+        ("renoise", {"zeta": 2}, r"renoise zeta must be a number in \[0, 1\], got 2"),
+        ("renoise", {"zeta": -0.1}, r"zeta must be a number in \[0, 1\]"),
+        ("renoise", {"zeta": float("nan")}, r"zeta must be a number in \[0, 1\]"),
+        ("ddim", {"eta": -1}, "DDIM eta must be a finite number >= 0, got -1"),
+        ("ddim", {"eta": float("inf")}, "DDIM eta must be a finite number >= 0"),
+        ("ddim", {"eta": "much"}, "DDIM eta must be a finite number >= 0"),
+        ("ddim", {"zeta": 0.5}, "step rule 'ddim' has no option 'zeta'; its options are eta"),
+        ("renoise", {"eta": 0.5}, "has no option 'eta'; its options are zeta"),
+        ("ddpm", {"variance": "large"}, "step rule 'ddpm' has no option 'variance'; it has no options"),
+        ("pnp", {"lam": 1.0}, "step rule 'pnp' has no option 'lam'"),
+    ):
+        with pytest.raises(ValueError, match=needle):
+            make_rule(name, **options)
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+        DDIM(-0.5)

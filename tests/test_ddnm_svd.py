@@ -1,12 +1,15 @@
-"""DDNM+'s per-singular-value noise rule (Projection(noise_rule="svd"), DDRM's step) and the exact
-spectral decompositions it runs on (guidedinv.operators.spectral).
+"""DDNM+'s per-singular-value noise rule (the Projection term's x0 correction plus the
+NoisyProjectionStep rule, noise_rule="svd": DDRM's step) and the exact spectral decompositions it
+runs on (guidedinv.operators.spectral).
 
 * decompositions: V is invertible exactly, U diag(s) V^T is A, V diag(s) U^T is A^T, V diag(1/s) U^T is
   A^+, V diag(s^2) V^T is A^T A, checked against the dense matrix of A (odd and non-square sizes, 1 and
   3 channels); every filter V diag(g) V^T with g a function of s is a symmetric real matrix (the real
   FFT's half spectrum handled as pairs +-f);
-* the rule itself: a sampling run equals the formula written out on a dense SVD of A (float64, 1e-10);
-  with sigma_y = 0 it is DDNM's noiseless projection; items do not depend on their batch;
+* the rule itself: a sampling run (term + rule) equals the formula written out on a dense SVD of A
+  (float64, 1e-10); with sigma_y = 0 it is DDNM's noiseless projection; items do not depend on their
+  batch; the sampler's rule is the only one that steps and draws once per step; a term and a rule
+  built from different settings are refused;
 * accuracy against the closed-form posterior on the correlated Gaussian prior of
   test_measurement_guidance (ratio = |sample mean - posterior mean| / |prior mean - posterior mean|,
   256 samples, 20 steps like DDRM's; measured ratios with two seed sets in the comments). The scalar
@@ -21,13 +24,13 @@ import math
 
 import pytest
 import torch
+from test_measurement_guidance import SIGMA_Y, Float64Draws, problem, seeds  # problems "blur-circ", "blur-ill", "sr4-bicubic", "inpaint"
 
 from guidedinv import DDIM, DDPM, NoiseSource, respace, sample
 from guidedinv.errors import InputError
-from guidedinv.guidance import Projection, gaussian_posterior, operator_matrix
+from guidedinv.guidance import GuidanceTerm, Projection, gaussian_posterior, operator_matrix
 from guidedinv.operators import Blur, Compose, Downsample, Identity, Inpainting, gaussian_kernel, motion_kernel
-
-from test_measurement_guidance import SIGMA_Y, Float64Draws, problem, seeds  # problems "blur-circ", "blur-ill", "sr4-bicubic", "inpaint"
+from guidedinv.rules import NoisyProjectionStep
 
 F64 = torch.float64
 GEN = torch.Generator().manual_seed(0)
@@ -160,8 +163,8 @@ def ddrm_reference(prior, op, y, sigma_y, steps, eta, n, base):
 def test_svd_rule_is_ddrm_written_out_on_a_dense_svd(name):
     prior, op, y = problem(name)
     n, eta = 3, 0.85
-    got = sample(prior, (n, *prior.event_shape), seeds(n, 100), steps="20", rule=DDIM(0.0),
-                 terms=[Projection(op, y, SIGMA_Y, eta=eta)], dtype=F64)
+    got = sample(prior, (n, *prior.event_shape), seeds(n, 100), steps="20", rule=NoisyProjectionStep(op, SIGMA_Y, eta),
+                 terms=[Projection(op, y, SIGMA_Y)], dtype=F64)
     want, regimes = ddrm_reference(prior, op, y, SIGMA_Y, "20", eta, n, 100)
     assert regimes >= {("replace", True), ("blend", True)}, "both regimes should occur on this path"
     torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
@@ -180,21 +183,78 @@ def test_svd_path_with_noiseless_y_is_the_ddnm_projection(name):
 
 @pytest.mark.parametrize("name", ["blur-circ", "sr4-bicubic", "inpaint"])
 def test_svd_rule_is_batch_independent_and_off_at_scale_zero(name):
+    """scale 0 switches the term off and makes the rule exactly DDIM(eta)."""
     prior, op, y = problem(name)
     shape = prior.event_shape
-    run = lambda n, term: sample(prior, (n, *shape), seeds(n, 50), steps="20", rule=DDPM("small"), terms=[term], dtype=F64)  # noqa: E731
-    one, three = run(1, Projection(op, y, SIGMA_Y)), run(3, Projection(op, y, SIGMA_Y))
+    run = lambda n, scale: sample(prior, (n, *shape), seeds(n, 50), steps="20", rule=NoisyProjectionStep(op, SIGMA_Y, 1.0, scale),  # noqa: E731
+                                  terms=[Projection(op, y, SIGMA_Y, scale)], dtype=F64)
+    one, three = run(1, 1.0), run(3, 1.0)
     torch.testing.assert_close(three[:1], one, rtol=0, atol=1e-10)
-    plain = sample(prior, (3, *shape), seeds(3, 50), steps="20", rule=DDPM("small"), dtype=F64)
-    torch.testing.assert_close(run(3, Projection(op, y, SIGMA_Y, scale=0.0)), plain, rtol=0, atol=0)
+    plain = sample(prior, (3, *shape), seeds(3, 50), steps="20", rule=DDIM(1.0), dtype=F64)
+    torch.testing.assert_close(run(3, 0.0), plain, rtol=0, atol=0)
     assert float((three - plain).abs().max()) > 1e-3
+
+
+class CountingDraws(NoiseSource):
+    """Counts the sampler's draws (each call draws once for the whole batch)."""
+
+    draws = 0
+
+    def randn(self, shape, dtype=torch.float32, device="cpu"):
+        self.draws += 1
+        return super().randn(shape, dtype, device)
+
+
+class RecordingStep(NoisyProjectionStep):
+    def step(self, x, pred, a, a_next, rng, state):
+        self.outputs.append(super().step(x, pred, a, a_next, rng, state))
+        return self.outputs[-1]
+
+
+@pytest.mark.parametrize("noise_rule", ["svd", "scalar"])
+def test_the_sampler_rule_is_the_only_step_and_draws_once_per_step(noise_rule):
+    """Terms steer, rules step: the term has no correct_sample, each x_next is the rule's output,
+    and the run draws once for x_T and once per step before the last (the old term drew again)."""
+    assert "correct_sample" not in vars(Projection) and Projection.correct_sample is GuidanceTerm.correct_sample
+    prior, op, y = problem("blur-circ")
+    rule = RecordingStep(op, SIGMA_Y, 0.85, noise_rule=noise_rule)
+    rule.outputs, infos, rng = [], [], CountingDraws.from_seeds([1, 2])
+    sample(prior, (2, *prior.event_shape), rng, steps="20", rule=rule, terms=[Projection(op, y, SIGMA_Y, noise_rule=noise_rule)],
+           callback=infos.append, dtype=F64)
+    assert len(infos) == len(rule.outputs) == 20
+    assert all(torch.equal(info.x_next, out) for info, out in zip(infos, rule.outputs))
+    assert rng.draws == 1 + 19
+
+
+def test_a_term_and_a_rule_built_from_different_settings_are_refused():
+    prior, op, y = problem("blur-circ")
+    run = lambda rule, term: sample(prior, (1, *prior.event_shape), seeds(1), steps="5", rule=rule, terms=[term], dtype=F64)  # noqa: E731
+    with pytest.raises(InputError, match="needs the step rule guidedinv.rules.NoisyProjectionStep"):
+        run(DDIM(0.85), Projection(op, y, SIGMA_Y))
+    with pytest.raises(InputError, match="operator .* is not the step rule's object"):
+        run(NoisyProjectionStep(Blur(gaussian_kernel(3, 1.0), "circular"), SIGMA_Y), Projection(op, y, SIGMA_Y))
+    for rule, field in ((NoisyProjectionStep(op, 2 * SIGMA_Y), "sigma_y"), (NoisyProjectionStep(op, SIGMA_Y, scale=0.5), "scale"),
+                        (NoisyProjectionStep(op, SIGMA_Y, noise_rule="scalar"), "noise_rule")):
+        with pytest.raises(InputError, match=f"the Projection term's {field} .* differs from the step rule's"):
+            run(rule, Projection(op, y, SIGMA_Y))
+    with pytest.raises(InputError, match="scale .* differs"):  # a noiseless term checks a noisy projection rule too
+        run(NoisyProjectionStep(op, 0.0, scale=0.5), Projection(op, y, 0.0))
+    run(DDIM(0.85), Projection(op, y, 0.0))  # sigma_y = 0: any rule
+    with pytest.raises(InputError, match="sigma_window needs sigma_y = 0"):
+        Projection(op, y, SIGMA_Y, sigma_window=(0.1, 1.0))
+    with pytest.raises(TypeError, match="eta"):
+        Projection(op, y, SIGMA_Y, eta=0.85)  # eta belongs to the step rule
+    for kwargs, needle in (({"eta": -1.0}, "eta"), ({"eta": math.nan}, "eta"), ({"scale": -1.0}, "scale"),
+                           ({"noise_rule": "dense"}, "noise_rule"), ({"sigma_y": -0.1}, "sigma_y")):
+        with pytest.raises(InputError, match=needle):
+            NoisyProjectionStep(**{"operator": op, "sigma_y": SIGMA_Y, **kwargs})
 
 
 @pytest.mark.parametrize("name", ["blur-circ", "sr4-bicubic", "inpaint"])
 def test_svd_rule_runs_in_float32(name):
     prior, op, y = problem(name)
     run = lambda dtype: sample(prior, (2, *prior.event_shape), Float64Draws.from_seeds([3, 4]), steps="10",  # noqa: E731
-                               rule=DDPM("small"), terms=[Projection(op, y.to(dtype), SIGMA_Y)], dtype=dtype)
+                               rule=NoisyProjectionStep(op, SIGMA_Y), terms=[Projection(op, y.to(dtype), SIGMA_Y)], dtype=dtype)
     x, reference = run(torch.float32), run(F64)
     assert x.dtype == torch.float32
     err = float((x - reference).abs().max())
@@ -205,7 +265,7 @@ def test_svd_rule_runs_in_float32(name):
 def posterior_ratio(name, noise_rule, n=256, steps="20"):
     prior, op, y = problem(name)
     mean, _ = gaussian_posterior(prior, op, y, 2 * SIGMA_Y)
-    x = sample(prior, (n, *prior.event_shape), seeds(n), steps=steps, rule=DDIM(0.0),
+    x = sample(prior, (n, *prior.event_shape), seeds(n), steps=steps, rule=NoisyProjectionStep(op, SIGMA_Y, 1.0, noise_rule=noise_rule),
                terms=[Projection(op, y, SIGMA_Y, noise_rule=noise_rule)], dtype=F64)
     gap = float((prior.mean.reshape(mean.shape) - mean).norm())
     resid = float((op.A(x) - y).pow(2).flatten(1).mean(1).mean().sqrt())

@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from guidedinv import DDIM, DDPM, NoiseSource, Resampling, respace, sample
-from guidedinv.rules import PlugAndPlay
 from guidedinv.errors import InputError
 from guidedinv.guidance import DPS, ExactLikelihood, Projection, Proximal, Replacement, gaussian_posterior, operator_matrix
 from guidedinv.operators import Blur, Downsample, Inpainting, gaussian_kernel
 from guidedinv.priors import GaussianMixturePrior, GaussianPrior
+from guidedinv.rules import NoisyProjectionStep, PlugAndPlay, StepRule
 
 F64 = torch.float64
 SIGMA_Y = 0.05  # [0, 1] scale: 0.1 on the model range
@@ -178,17 +178,19 @@ def test_repaint_is_exact_when_pixels_are_independent():
 
 
 # -- approximations on a correlated prior ------------------------------------------------------------
-# (problem, term factory, sigma_y, steps, rule, resampling, bound on the ratio). Measured ratios with
-# 256 samples, two seed sets, in the comments; the exact term's row shows the Monte Carlo floor.
+# (problem, term factory, sigma_y, steps, rule (or a factory of the operator), resampling, bound on the
+# ratio). Measured ratios with 256 samples, two seed sets, in the comments; the exact term's row shows
+# the Monte Carlo floor. DDNM+ (sigma_y > 0) steps with its own rule, DDIM(eta = 1) with the noise budget.
+DDNM_PLUS = lambda op: NoisyProjectionStep(op, SIGMA_Y, eta=1.0)  # noqa: E731
 APPROX = {
     "inpaint-exact": ("inpaint", lambda p, op, y, s: ExactLikelihood(p, op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.15),  # 0.04, 0.04
     "inpaint-dps": ("inpaint", lambda p, op, y, s: DPS(op, y, s, scale=1.0), SIGMA_Y, "100", DDPM("small"), None, 0.3),  # 0.16, 0.17
     "sr4-dps": ("sr4-bicubic", lambda p, op, y, s: DPS(op, y, s, scale=1.0), SIGMA_Y, "100", DDPM("small"), None, 0.3),  # 0.13, 0.16
     "blur-dps": ("blur", lambda p, op, y, s: DPS(op, y, s, scale=1.0), SIGMA_Y, "100", DDPM("small"), None, 0.3),  # 0.17, 0.17
     "inpaint-ddnm": ("inpaint", lambda p, op, y, s: Projection(op, y, s), 0.0, "50", DDPM("small"), None, 0.5),  # 0.34, 0.32
-    "inpaint-ddnm+": ("inpaint", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDIM(0.0), None, 0.45),  # 0.29, 0.26
+    "inpaint-ddnm+": ("inpaint", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDNM_PLUS, None, 0.45),  # 0.29, 0.26
     "sr4-ddnm": ("sr4-bicubic", lambda p, op, y, s: Projection(op, y, s), 0.0, "50", DDPM("small"), None, 0.25),  # 0.09, 0.12
-    "sr4-ddnm+": ("sr4-bicubic", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDIM(0.0), None, 0.25),  # 0.13, 0.15
+    "sr4-ddnm+": ("sr4-bicubic", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDNM_PLUS, None, 0.25),  # 0.13, 0.15
     "inpaint-repaint": ("inpaint", lambda p, op, y, s: Replacement(op, y, s), 0.0, "20", DDPM("small"), Resampling(1, 10), 0.35),  # 0.19, 0.20
     "inpaint-diffpir": ("inpaint", lambda p, op, y, s: Proximal(op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.45),  # 0.30, 0.27
     "sr4-diffpir": ("sr4-bicubic", lambda p, op, y, s: Proximal(op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.25),  # 0.10, 0.12
@@ -200,6 +202,7 @@ APPROX = {
 def test_approximate_terms_land_near_the_posterior_mean(key):
     name, make, sigma_y, steps, rule, resample, bound = APPROX[key]
     prior, op, y = problem(name, sigma_y)
+    rule = rule if isinstance(rule, StepRule) else rule(op)
     mean, cov = gaussian_posterior(prior, op, y, 2 * sigma_y)
     n = 256
     x = sample(prior, (n, *prior.event_shape), seeds(n), steps=steps, rule=rule, terms=[make(prior, op, y, sigma_y)], resample=resample, dtype=F64)
@@ -239,7 +242,8 @@ def test_ddnm_plus_follows_the_paper_formula():
     sigma = 2 * SIGMA_Y
     n = 3
     term = Projection(op, y, SIGMA_Y, noise_rule="scalar")
-    got = sample(prior, (n, 1, 8, 8), seeds(n, 100), steps="50", rule=DDIM(0.0), terms=[term], dtype=F64)
+    rule = NoisyProjectionStep(op, SIGMA_Y, eta=1.0, noise_rule="scalar")  # eta = 1: the DDPM posterior
+    got = sample(prior, (n, 1, 8, 8), seeds(n, 100), steps="50", rule=rule, terms=[term], dtype=F64)
 
     # Wang et al. 2023, DDNM+ on the DDPM posterior, written out independently
     sched, rng = prior.schedule, seeds(n, 100)
@@ -297,6 +301,7 @@ def test_proximal_step_uses_rho_lambda_sigma_y2_over_sigma_t2():
 # -- invariances ----------------------------------------------------------------------------------
 # conjugate gradients stop at a relative residual of 1e-10, and a batched convolution may round
 # differently from a single one: item 0 then agrees to the solver's tolerance, 1e-9, not to 1e-12.
+# Every term runs on DDPM("small") except DDNM+, whose rule is DDNM+'s step (at scale 0 exactly DDIM(1)).
 TERMS = {
     "dps": ("sr4-bicubic", lambda p, op, y: DPS(op, y, SIGMA_Y, scale=0.5), None),
     "ddnm": ("inpaint", lambda p, op, y: Projection(op, y), None),
@@ -307,19 +312,28 @@ TERMS = {
 }
 
 
+def term_rule(key, op, scale=1.0) -> StepRule:
+    """The rule a TERMS entry runs on, and the plain rule it must reduce to at scale 0."""
+    if key == "ddnm+":
+        return NoisyProjectionStep(op, SIGMA_Y, eta=1.0, scale=scale)
+    return DDPM("small")
+
+
 @pytest.mark.parametrize("key", list(TERMS))
 def test_terms_are_batch_independent_and_off_at_scale_zero(key):
     name, make, resample = TERMS[key]
     prior, op, y = problem(name)
     shape = prior.event_shape
-    run = lambda n, term: sample(prior, (n, *shape), seeds(n, 50), steps="20", rule=DDPM("small"), terms=[term], resample=resample, dtype=F64)  # noqa: E731
+    run = lambda n, term, scale=1.0: sample(prior, (n, *shape), seeds(n, 50), steps="20", rule=term_rule(key, op, scale),  # noqa: E731
+                                            terms=[term], resample=resample, dtype=F64)
     one, three = run(1, make(prior, op, y)), run(3, make(prior, op, y))
     torch.testing.assert_close(three[:1], one, rtol=0, atol=1e-9 if key == "diffpir-cg" else 1e-12)
     assert not three.requires_grad
     off = make(prior, op, y)
     off.scale = 0.0
-    plain = sample(prior, (3, *shape), seeds(3, 50), steps="20", rule=DDPM("small"), resample=resample, dtype=F64)
-    torch.testing.assert_close(run(3, off), plain, rtol=0, atol=0)
+    plain_rule = DDIM(1.0) if key == "ddnm+" else DDPM("small")
+    plain = sample(prior, (3, *shape), seeds(3, 50), steps="20", rule=plain_rule, resample=resample, dtype=F64)
+    torch.testing.assert_close(run(3, off, 0.0), plain, rtol=0, atol=0)
     assert float((three - plain).abs().max()) > 1e-3  # the term does something
 
 
@@ -334,7 +348,8 @@ class Float64Draws(NoiseSource):
 def test_terms_run_in_float32(key):
     name, make, resample = TERMS[key]
     prior, op, y = problem(name)
-    run = lambda dtype: sample(prior, (2, *prior.event_shape), Float64Draws.from_seeds([3, 4]), steps="10", rule=DDPM("small"), terms=[make(prior, op, y.to(dtype))], resample=resample, dtype=dtype)  # noqa: E731
+    run = lambda dtype: sample(prior, (2, *prior.event_shape), Float64Draws.from_seeds([3, 4]), steps="10",  # noqa: E731
+                               rule=term_rule(key, op), terms=[make(prior, op, y.to(dtype))], resample=resample, dtype=dtype)
     x, reference = run(torch.float32), run(F64)
     assert x.dtype == torch.float32
     # measured: 0.7e-7 .. 1.3e-7; conjugate gradients stop at 1.2e-4 relative in float32: 9.5e-4
@@ -369,7 +384,7 @@ def test_bad_measurements_and_settings_are_input_errors():
     with pytest.raises(InputError, match="lam"):
         Proximal(op, y, lam=0.0)
     with pytest.raises(InputError, match="eta"):
-        Projection(op, y, eta=-0.5)
+        NoisyProjectionStep(op, SIGMA_Y, eta=-0.5)
     with pytest.raises(InputError, match="sigma_y"):
         Projection(op, y, sigma_y=-0.1)
     with pytest.raises(InputError, match="LinearOperator"):

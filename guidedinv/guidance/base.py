@@ -5,9 +5,12 @@ default:
     correct_sample(ctx, x_next) -> x   change the next sample (replacement, DPS-style gradient steps)
 
 A term holds its own data (classifier, labels, operator, measurement, scale); the loop never sees
-them. ``needs_grad`` asks the loop to run the denoiser with gradients w.r.t. x_t (then ``ctx.x``
-requires grad and ``ctx.pred.x0`` is attached to the graph). ``sigma_window`` limits the term to
-steps whose VE noise level sigma_t = sqrt((1 - alpha_bar)/alpha_bar) lies inside it (model range).
+them. Terms steer, rules step: a term never performs a step; ``ctx.rule`` names the run's step rule
+for a term whose correction must agree with it (Projection with sigma_y > 0 reads the eta of the
+DDNM+ step that will take its x0, and that rule checks the pairing). ``needs_grad`` asks the loop to
+run the denoiser with gradients w.r.t. x_t (then ``ctx.x`` requires grad and ``ctx.pred.x0`` is
+attached to the graph). ``sigma_window`` limits the term to steps whose VE noise level
+sigma_t = sqrt((1 - alpha_bar)/alpha_bar) lies inside it (model range).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..denoiser import Prediction, timestep_tensor
 if TYPE_CHECKING:
     from ..denoiser import Denoiser
     from ..noise import NoiseSource
+    from ..rules import StepRule
 
 __all__ = ["StepContext", "GuidanceTerm"]
 
@@ -41,6 +45,7 @@ class StepContext:
     labels: torch.Tensor | None
     rng: "NoiseSource"
     denoiser: "Denoiser"
+    rule: "StepRule | None" = None
 
     @property
     def sigma(self) -> float:
