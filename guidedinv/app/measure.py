@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -18,9 +18,6 @@ from ..io import make_mask
 from ..noise import NoiseSource
 from ..operators import Blur, Downsample, Identity, Inpainting, LinearOperator, crop_to_multiple
 from .request import OperatorSpec, Request, kernel_path, parse_request
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["build_operator", "simulate", "measurement_seed", "Measurement", "simulate_measurement", "operator_spec",
            "default_mask"]

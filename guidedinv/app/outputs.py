@@ -58,8 +58,8 @@ def _writable(w: Write) -> None:
             raise InputError(f"{w.label} {path}: the file name must end in {' or '.join(w.suffixes)}")
         if path.is_dir():
             raise InputError(f"{w.label} {path}: is a folder; give a file name")
-        if path.exists() and not os.access(path, os.W_OK):
-            raise InputError(f"{w.label} {path}: the file is read-only")
+        if path.exists() and not path.stat().st_mode & 0o222:  # mode bits, not access(): root may write anything
+            raise InputError(f"{w.label} {path}: the file is read-only (chmod u+w it, or choose another name)")
         parent = path.resolve().parent
         if not parent.exists():
             blocker = next((p for p in parent.parents if p.exists()), None)
@@ -70,7 +70,7 @@ def _writable(w: Write) -> None:
             raise InputError(f"{w.label} {path}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise InputError(f"{w.label} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK) or not parent.stat().st_mode & 0o222:
         raise InputError(f"{w.label} {path}: the folder {parent} is not writable")
 
 

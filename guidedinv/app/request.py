@@ -189,22 +189,23 @@ def apply_overrides(recipe: Mapping[str, Any], assignments: Sequence[str], where
         if not sep or not key:
             raise InputError(f"{where} {item!r}: expected KEY=VALUE, e.g. methods.pnp.steps=\"logsnr20\"")
         parts = key.split(".")
+        source = f"{where} {item}" if where == "--set" else where  # a flag names itself, a --set item its text
         node: dict[str, Any] = out
         for depth, part in enumerate(parts):
             known = _known_keys(out, parts[:depth])
             if known is not None and part not in known:
                 table = ".".join(parts[:depth]) or "the recipe"
-                raise InputError(f"{where} {item}: {table} has no key {part!r} (accepted: {', '.join(known) or 'none'})")
+                raise InputError(f"{source}: {table} has no key {part!r} (accepted: {', '.join(known) or 'none'})")
             if depth == len(parts) - 1:
                 break
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise InputError(f"{where} {item}: {'.'.join(parts[: depth + 1])} is a value, not a table")
+                raise InputError(f"{source}: {'.'.join(parts[: depth + 1])} is a value, not a table")
             node = child
         if isinstance(node.get(parts[-1]), dict):
-            raise InputError(f"{where} {item}: {key} is a table; set one of its keys ({key}.KEY=VALUE)")
+            raise InputError(f"{source}: {key} is a table; set one of its keys ({key}.KEY=VALUE)")
         node[parts[-1]] = parse_value(raw.strip())
     return out
 
@@ -351,6 +352,7 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
             raise InputError(f"methods.{name} = {table!r}: expected a table of settings")
         checked[name] = METHODS[name].check_settings(table, f"methods.{name}")
     settings = checked.get(method_name) or method.check_settings({}, f"methods.{method_name}")
+    method.check_request(settings, sigma_y, f"methods.{method_name}")
     if method.uses_network:
         method.check_warm_start(settings, operator.kind, f"methods.{method_name}")  # type: ignore[attr-defined]
     guidance = _check_guidance(recipe)
@@ -364,15 +366,16 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
     return Request(task, model, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved)
 
 
-def build_request(task: str, task_file: str | Path | None = None, options: Sequence[tuple[str, str]] = (),
+def build_request(task: str | None, task_file: str | Path | None = None, options: Sequence[tuple[str, str]] = (),
                   sets: Sequence[str] = ()) -> Request:
-    """The request of a command: ``task``'s preset (or ``task_file``), then ``options`` (pairs of the
-    flag as typed and the assignment it stands for, e.g. ("--steps logsnr20", 'methods.pnp.steps="logsnr20"')),
-    then the ``--set`` items. Each layer is checked as it is applied, so an error names its source."""
+    """The request of a command: ``task``'s preset (or ``task_file``; then ``task`` None takes the
+    file's), then ``options`` (pairs of the flag as typed and the assignment it stands for, e.g.
+    ("--steps logsnr20", 'methods.pnp.steps="logsnr20"')), then the ``--set`` items. Each layer is
+    checked as it is applied, so an error names its source."""
     where = f"--task {task_file}" if task_file is not None else f"preset {task}"
-    recipe = load_preset(task_file if task_file is not None else task)
+    recipe = load_preset(task_file if task_file is not None else str(task))
     request = parse_request(recipe, where)
-    if request.task != task:
+    if task is not None and request.task != task:
         raise InputError(f"{where} is a {request.task!r} recipe, not {task!r}")
     recipe = copy.deepcopy(dict(recipe))
     for flag, assignment in options:

@@ -92,22 +92,27 @@ def batch_command(
 
     Exit codes: 0 every item done; 1 some items failed (see report.json); 2 usage or input error (nothing ran); 3 the model could not be loaded; 4 a download failed; 130 interrupted (finished items are kept).
     """
+    import json
+
     from ..app.batch import collect_items, join, run_batch
-    from ..defaults import load_prior, parse_tile
-    from ..app.recipes import apply_overrides, load_recipe
+    from ..app.request import build_request, check_tile
+    from ..defaults import load_prior
 
     ranks = None
     bar: _Bar | _Quiet = _Quiet()
     try:
         ranks = join()
-        resolved = load_recipe(recipe)
+        task_file = recipe if recipe.endswith(".toml") else None
+        options = []
         if model is not None:
-            resolved["model"] = model
+            options.append((f"--model {model}", f"model={json.dumps(model)}"))
         if tile:
-            resolved["tile"] = parse_tile(tile)  # a bad value fails here, before any item
-        resolved = apply_overrides(resolved, list(set_ or []))
-        if Path(str(resolved.get("model", "default"))).is_file():
-            resolved["model"] = str(Path(str(resolved["model"])).resolve())
+            value = check_tile(tile, "--tile")
+            options.append((f"--tile {tile}", f"tile={value}" if isinstance(value, int) else 'tile="auto"'))
+        request = build_request(None if task_file else recipe, task_file, options, list(set_ or []))
+        resolved = dict(request.recipe)
+        if Path(request.model).is_file():
+            resolved["model"] = str(Path(request.model).resolve())
         items = collect_items(list(inputs or []), manifest, exclude=out)
         if device == "auto" and ranks.world > 1:
             import torch
@@ -115,7 +120,7 @@ def batch_command(
             device = f"cuda:{ranks.local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "auto"
         if not quiet and ranks.rank == 0:
             bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
-        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, resolved.get("tile", "auto")), out,
+        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile), out,
                            batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar)
     except KeyboardInterrupt:
         typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)

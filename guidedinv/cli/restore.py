@@ -157,9 +157,9 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
     """Every option checked: a bad one is an InputError naming it, before anything is read or loaded."""
     request = build_request(task, o["task_file"], _options(task, o), o["set_"])
     if o["steps"] is not None:
-        request = request.with_changes([f"methods.{request.method}.steps={_string(o['steps'])}"], f"--steps {o['steps']}")
         if not request.uses_network:
             raise InputError(f"--steps {o['steps']}: the classical method {request.method!r} runs no steps")
+        request = request.with_changes([f"methods.{request.method}.steps={_string(o['steps'])}"], f"--steps {o['steps']}")
     if o["device"] not in ("auto", "cpu", "mps") and not (o["device"] == "cuda" or o["device"].startswith("cuda:")
                                                            and o["device"][5:].isdigit()):
         raise InputError(f"--device {o['device']}: expected auto, cpu, cuda, cuda:N or mps")

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 from ...errors import InputError
+from ..measure import measurement_seed  # noqa: F401  (re-exported: the batch's seeding names)
 from ...io import IMAGE_SUFFIXES, is_image_file, list_images
 
 __all__ = ["Item", "IMAGE_SUFFIXES", "MANIFEST_FIELDS", "collect_items", "read_manifest", "item_seed",
@@ -61,11 +62,6 @@ def item_seed(item: Item, recipe_seed: int) -> int:
     """The item's own seed, else a stable hash of (recipe seed, item id): independent of order."""
     return item.seed if item.seed is not None else _hash_int(recipe_seed, item.id)
 
-
-def measurement_seed(seed: int) -> int:
-    """Seed of a simulated measurement's noise, derived from (not equal to) the sampling seed, so
-    that the measurement noise and the sampler's first draw x_T are not the same numbers."""
-    return _hash_int("measurement", seed)
 
 
 def _output_for(item_id: str, where: str) -> str:

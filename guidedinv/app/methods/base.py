@@ -48,8 +48,11 @@ class Setting:
             return "a grid like \"50\", \"ddim25\", \"10,10,10\" or \"logsnr20\""
         if self.choices is not None:
             return "one of " + ", ".join(self.options())
-        lo = "" if self.low is None else (f"> {self.low:g}" if self.low_open else f">= {self.low:g}")
-        hi = "" if self.high is None else f"<= {self.high:g}"
+        def num(v: float) -> str:
+            return str(int(v)) if self.type == "int" else f"{v:g}"
+
+        lo = "" if self.low is None else (f"> {num(self.low)}" if self.low_open else f">= {num(self.low)}")
+        hi = "" if self.high is None else f"<= {num(self.high)}"
         what = {"float": "a number", "int": "a whole number", "str": "text"}[self.type]
         return " ".join(x for x in (what, lo, "and" if lo and hi else "", hi) if x)
 
@@ -150,6 +153,9 @@ class Method:
 
     def check_combination(self, settings: dict[str, Any], where: str) -> None:
         """Constraints between settings (a subclass's); settings are already typed."""
+
+    def check_request(self, settings: Mapping[str, Any], sigma_y: float, where: str) -> None:
+        """Constraints between the settings and the measurement (a subclass's), checked up front."""
 
     def cost(self, settings: Mapping[str, Any]) -> Cost:
         return Cost(0, 0)

@@ -4,6 +4,8 @@ measurement's noise (DDNM+, or DDRM's rule where the operator has an exact SVD),
 steps with the engine's noisy-projection rule built on DDIM(eta); any rule works when sigma_y = 0."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from ...errors import InputError
 from .base import RULE_NAMES, GuidedMethod, Plan, PlanInput, Setting
 
@@ -23,15 +25,18 @@ class DDNM(GuidedMethod):
         *GuidedMethod.common("logsnr50"),
     )
 
+    def check_request(self, settings: Mapping[str, Any], sigma_y: float, where: str) -> None:
+        if sigma_y > 0 and settings["rule"] != "ddim":
+            raise InputError(f"{where}.rule = {settings['rule']!r}: with noise.sigma_y > 0 DDNM+ steps with DDIM(eta) "
+                             "carrying the measurement's noise; use rule = \"ddim\" (its eta), or sigma_y = 0")
+
     def plan(self, given: PlanInput) -> Plan:
         from ...guidance import Projection
 
         s = given.settings
         term = Projection(given.operator, given.y_model, given.sigma_y, scale=s["scale"], noise_rule=s["noise_rule"])
         if given.sigma_y > 0:
-            if s["rule"] != "ddim":
-                raise InputError(f"methods.ddnm.rule = {s['rule']!r}: with noise.sigma_y > 0 DDNM+ steps with DDIM(eta) "
-                                 "carrying the measurement's noise; use rule = \"ddim\" (its eta), or sigma_y = 0")
+            self.check_request(s, given.sigma_y, "methods.ddnm")
             from ...rules import NoisyProjectionStep
 
             rule = NoisyProjectionStep(given.operator, given.sigma_y, eta=s["eta"], scale=s["scale"],
