@@ -136,7 +136,7 @@ def test_grey_rgba_and_16_bit_inputs_are_restored_in_their_own_format(work, monk
 
 def test_padded_blur_is_the_reflect_model_for_simulation_and_fft_for_the_solver(work):
     from guidedinv.app.recipes import apply_overrides, load_recipe
-    from guidedinv.app.restore import build_operator
+    from guidedinv.app.solve import build_operator
 
     recipe = apply_overrides(load_recipe("deblur"), ['operator.boundary="padded"', "operator.size=7"])
     assert build_operator(recipe, (20, 24)).boundary == "reflect"

@@ -1,4 +1,4 @@
-"""Recipe-level method settings through guidedinv.app.restore on a tiny untrained network: warm starts
+"""Recipe-level method settings through guidedinv.app.solve on a tiny untrained network: warm starts
 (a guided method starting from a classical estimate noised to start_sigma), the plug-and-play
 method, and DDNM's noise rule."""
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidedinv.app.restore import run_classical
+from guidedinv.app.solve import run_classical
 from guidedinv.errors import InputError
 from guidedinv.io import to_model_range
 from guidedinv.models import load_denoiser
 from guidedinv.app.recipes import apply_overrides, load_recipe
-from guidedinv.app.restore import restore, warm_start
+from guidedinv.app.solve import restore, warm_start
 from conftest import save_tiny_prior
 
 
@@ -76,7 +76,7 @@ def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):
 def test_ddnm_noise_rule_is_a_recipe_setting(prior):
     """methods.ddnm.noise_rule reaches the Projection term: on a noisy circular blur the two rules differ."""
     from guidedinv.guidance import Projection
-    from guidedinv.app.restore import build_operator, plan_method
+    from guidedinv.app.solve import build_operator, plan_method
 
     recipe = apply_overrides(load_recipe("deblur"), ['method="ddnm"', 'operator.boundary="circular"', "operator.size=5",
                                                      'operator.kernel="gaussian:1.0"'])

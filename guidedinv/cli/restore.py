@@ -2,7 +2,7 @@
 
 A thin shell: the options become one :class:`~guidedinv.app.request.Request` (checked before any
 file is read or written, before any model loads), the output paths are checked against the inputs,
-then :func:`guidedinv.app.restore.restore` runs. The input is the degraded image itself (the real
+then :func:`guidedinv.app.solve.restore` runs. The input is the degraded image itself (the real
 use), or with ``--simulate`` a clean image that is degraded first (for evaluation).
 
 Importing this module imports neither torch nor the engine (``guidedinv --help`` stays fast).
@@ -221,7 +221,7 @@ def restore_file(task: str, **o: Any) -> Path:
     from .. import defaults
     from ..app.measure import default_mask, simulate_measurement
     from ..app.recipes import dump_toml
-    from ..app.restore import restore
+    from ..app.solve import restore
     from ..io import check_mask, read_image, read_mask
     from .images import side_by_side, write_gif, write_result
 

@@ -18,7 +18,7 @@ from ...io import check_mask, read_image, read_mask
 from ...operators import LinearOperator
 from ..measure import build_operator, default_mask, simulate_measurement
 from ..request import Request, parse_request
-from ..restore import pad_measurement
+from ..solve import pad_measurement
 from .items import Item
 
 __all__ = ["Prepared", "check_recipe", "item_recipe", "item_mask", "prepare", "pad"]

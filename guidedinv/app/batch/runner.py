@@ -3,7 +3,7 @@ stops the rest.
 
 Flow per process: claim the output folder for the recipe (``recipe.toml``), take this rank's share,
 skip items whose output is already complete, read the rest one by one and group them by padded
-shape (and SR factor), restore each full group in one :func:`guidedinv.app.restore.restore` call,
+shape (and SR factor), restore each full group in one :func:`guidedinv.app.solve.restore` call,
 write each output atomically, and update the report after every group.
 
 Why the results equal one-at-a-time runs: every item is padded on its own exactly as ``restore``
@@ -29,7 +29,7 @@ from ...denoiser import Denoiser
 from ...errors import GuidedinvError, InputError
 from ...io import TEMP_SUFFIX, read_image, write_image
 from ..recipes import dump_toml
-from ..restore import restore, size_multiple
+from ..solve import restore, size_multiple
 from .folder import RECIPE_NAME, canonical, claim_folder
 from .items import Item, item_seed, measurement_seed
 from .measure import Prepared, check_recipe, pad, prepare
