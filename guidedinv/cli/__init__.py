@@ -1,4 +1,8 @@
-"""The ``guidedinv`` command line (typer). Each command is a thin shell over the Python API."""
+"""The ``guidedinv`` command line (typer). Each command is a thin shell over the Python API.
+
+Building the app imports no torch (``guidedinv --version`` and ``--help`` answer in a fraction of
+a second): the command modules import torch and the model code inside their command functions
+(tests/test_cli_light.py)."""
 from __future__ import annotations
 
 import sys
@@ -13,8 +17,9 @@ from .bench import bench_command
 from .eval import eval_command
 from .models import models_app
 from .restore import register_restore_commands
-from .train import train_app
 from .toy import generate, train_toy
+from .train import train_app
+
 
 class _UserErrorsAsOneLine(TyperGroup):
     """Every command, sub-commands included: a user's mistake (any GuidedinvError) is one line on

@@ -1,12 +1,10 @@
 """``guidedinv generate`` (class-conditional generation) and ``guidedinv train toy`` (the four toy
-models that make it work out of the box, on a CPU)."""
+models that make it work out of the box, on a CPU). torch and the model code are imported inside the commands."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
-import torch
 import typer
 
 from .. import __version__
@@ -41,7 +39,7 @@ def generate(
     classifier: str = typer.Option("", "--classifier", help="Noisy classifier for --guidance classifier with a --model "
                                    "other than toy (empty: the registry's partner of --model)."),
     guidance: str = typer.Option("classifier", "--guidance", "-g", help="classifier | cfg | none (unguided baseline)."),
-    scale: Optional[float] = typer.Option(None, "--scale", "-s", show_default=False, help="Guidance scale. classifier: s >= 0, "
+    scale: float | None = typer.Option(None, "--scale", "-s", show_default=False, help="Guidance scale. classifier: s >= 0, "
                                           "s = 1 samples p(x|c) exactly for an exact classifier, s > 1 sharpens, s = 0 is "
                                           "unguided (default 8). cfg: w = 1 the plain conditional model, w = 0 the "
                                           "unconditional one, w > 1 stronger (default 3)."),
@@ -115,7 +113,7 @@ def generate(
 def train_toy(
     out: Path = typer.Option(Path("runs/toy"), "--out", "-o", help="Folder for the exported toy-*.safetensors "
                              "(guidedinv/weights replaces the shipped ones)."),
-    work: Optional[Path] = typer.Option(None, "--work", help="Folder for checkpoints and logs (resumable); default OUT/checkpoints."),
+    work: Path | None = typer.Option(None, "--work", help="Folder for checkpoints and logs (resumable); default OUT/checkpoints."),
     only: list[str] = typer.Option([], "--only", help="Train only this model (repeatable): toy-prior, toy-classifier, "
                                    "toy-cond-prior, toy-clean-classifier."),
     steps: int = typer.Option(0, "--steps", help="Override every recipe's number of steps (0: the recipes'; a smoke test)."),
@@ -128,9 +126,11 @@ def train_toy(
 
         OMP_NUM_THREADS=1 guidedinv train toy --out guidedinv/weights --work runs/toy
     """
-    from .train import run_training
+    import torch
+
     from ..defaults import pick_device
     from ..toy.train import RECIPES, train_all
+    from .train import run_training
 
     unknown = [n for n in only if n not in RECIPES]
     if unknown:

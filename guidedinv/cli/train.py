@@ -1,20 +1,25 @@
 """``guidedinv train ...``: train the priors and classifiers that guidedinv ships (thin shell over
-:mod:`guidedinv.training`)."""
+:mod:`guidedinv.training`).
+
+torch and the training modules are imported inside the commands, so building the command line
+(``guidedinv --help``) stays light.
+"""
 from __future__ import annotations
 
 import json
 import platform
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..defaults import pick_device
 from ..errors import GuidedinvError
-from ..models.adm import ADMConfig
-from ..training import CropSampler, Trainer, TrainSettings, export_safetensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.adm import ADMConfig
+    from ..training import CropSampler, Trainer, TrainSettings
 
 train_app = typer.Typer(help="Train priors and noisy classifiers (small ADM configurations).", no_args_is_help=True)
 
@@ -31,6 +36,8 @@ def run_training(trainer: Trainer, quiet: bool) -> None:
     if quiet:
         trainer.train()
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as bar:
@@ -38,10 +45,13 @@ def run_training(trainer: Trainer, quiet: bool) -> None:
         trainer.train(lambda step, loss: bar.update(task, completed=step, loss=loss))
 
 
-EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# --export-dtype -> the name of its torch dtype (resolved when exporting: torch is not imported here)
+EXPORT_DTYPES = {"fp32": "float32", "fp16": "float16"}
 
 
 def _network(channels: int, mult: str, res_blocks: int, attention: str, **extra) -> ADMConfig:
+    from ..models.adm import ADMConfig
+
     ds = _parse_ints(attention, "--attention")
     return ADMConfig(model_channels=channels, num_res_blocks=res_blocks, channel_mult=_parse_ints(mult, "--mult"),
                      attention_ds=ds, head_channels=32 if ds or extra.get("kind") == "classifier" else None, num_heads=1,
@@ -51,6 +61,10 @@ def _network(channels: int, mult: str, res_blocks: int, attention: str, **extra)
 def _train_and_export(settings: TrainSettings, cfg: ADMConfig, sampler: CropSampler, data: list[Path], out: Path, dev: torch.device,
                       quiet: bool, export_dtype: str, crop: int, objective_text: str, **export) -> None:
     """Resume or start, train with a progress bar, export the EMA weights with a model card."""
+    import torch
+
+    from ..training import Trainer, export_safetensors
+
     if export_dtype not in EXPORT_DTYPES:
         raise GuidedinvError(f"--export-dtype must be one of {', '.join(EXPORT_DTYPES)}, got {export_dtype!r}")
     trainer = Trainer(settings, sampler, out, dev)
@@ -78,7 +92,7 @@ def _train_and_export(settings: TrainSettings, cfg: ADMConfig, sampler: CropSamp
     if settings.objective == "conditional":
         card["label_dropout"] = settings.label_dropout
     path = export_safetensors(trainer.ema, cfg, out / "model.safetensors", schedule=settings.schedule, prediction="v",
-                              dtype=EXPORT_DTYPES[export_dtype], card=card, **export)
+                              dtype=getattr(torch, EXPORT_DTYPES[export_dtype]), card=card, **export)
     (out / "card.json").write_text(json.dumps(card, indent=2))
     typer.echo(f"wrote {path} (EMA weights, {export_dtype}), final loss {last.get('loss')}")
 
@@ -126,6 +140,9 @@ def train_prior(
 
     Example: guidedinv train prior ../shared/data/train --out runs/prior --steps 20000 --crop 64
     """
+    from ..defaults import pick_device
+    from ..training import CropSampler, TrainSettings
+
     dev = pick_device(device)
     cfg = _network(channels, mult, res_blocks, attention, out_channels=3)
     settings = TrainSettings(objective="prior", steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule, seed=seed,
@@ -157,10 +174,15 @@ def train_classifier(
 ) -> None:
     """Train a noisy-image classifier p(class | x_t, t) for classifier guidance, on labelled images.
 
-    Cross-entropy on x_t at t uniform over the schedule (Dhariwal & Nichol 2021); classes are the sub-folder names in name order (written to the model card). Use it with a prior of the same schedule.
+    Cross-entropy on x_t at t uniform over the schedule (Dhariwal & Nichol 2021). Use it with a prior of the same schedule.
+
+    Classes are the sub-folder names in name order (written to the model card).
 
     Example: guidedinv train classifier data/pets --out runs/pets-classifier --crop 64 --steps 5000
     """
+    from ..defaults import pick_device
+    from ..training import CropSampler, TrainSettings
+
     dev = pick_device(device)
     sampler = CropSampler.from_labelled_folder(data, crop, device=dev)
     k = len(sampler.classes)
@@ -194,12 +216,17 @@ def train_cond_prior(
 ) -> None:
     """Train a class-conditional prior with label dropout, for classifier-free guidance, on labelled images.
 
-    v-prediction; the network has K + 1 label embeddings, the last one "no class" (used with probability --label-dropout), so one file serves both branches of CFG.
+    v-prediction; the network has K + 1 label embeddings, the last one "no class" (used with probability --label-dropout).
+
+    One file serves both branches of CFG.
 
     Example: guidedinv train cond-prior data/pets --out runs/pets-cond --crop 64 --steps 20000
     """
     if not 0 <= label_dropout < 1:
         raise GuidedinvError(f"--label-dropout must be in [0, 1), got {label_dropout}")
+    from ..defaults import pick_device
+    from ..training import CropSampler, TrainSettings
+
     dev = pick_device(device)
     sampler = CropSampler.from_labelled_folder(data, crop, device=dev)
     k = len(sampler.classes)
