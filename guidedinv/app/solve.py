@@ -105,7 +105,7 @@ def _guided(request: Request, denoiser: Denoiser, terms: list, batch: int, class
 
     labels = torch.full((batch,), spec.label, dtype=torch.long)
     if classifier is not None:
-        classes = getattr(classifier, "num_classes", None)
+        classes = getattr(getattr(classifier, "config", None), "out_channels", None)
         if classes and spec.label >= classes:
             raise InputError(f"--class {spec.label}: the classifier knows classes 0..{classes - 1}")
         return denoiser, [ClassifierGuidance(classifier, labels, spec.scale)], None
