@@ -237,3 +237,22 @@ def test_ranks_without_a_process_group_merge_their_parts(work):
     assert (second.done, second.failed) == (3, 0)
     recs = report(work / "parts")["items"]
     assert [r["status"] for r in recs] == ["done"] * 6 and [r["rank"] for r in recs] == [0, 1, 0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("make_args", [
+    lambda w: ("denoise", "photos/p0.png", "--out", "photos"),  # a named file into its own folder
+    lambda w: ("denoise", "--manifest", "self.csv", "--out", "."),  # a manifest row whose output is its input
+    lambda w: ("inpaint", "--manifest", "maskout.csv", "--out", "."),  # ... or its mask
+])
+def test_batch_never_writes_over_its_inputs(work, monkeypatch, capsys, make_args):
+    (work / "self.csv").write_text("input,output\nphotos/p1.png,photos/p1.png\n")
+    (work / "maskout.csv").write_text("input,mask,output\nphotos/p1.png,m.png,m.png\n")
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(work / "photos" / "p1.png") as im:
+        Image.fromarray(np.zeros((im.height, im.width), np.uint8)).save(work / "m.png")
+    before = {p: p.read_bytes() for p in (work / "photos").iterdir() if p.is_file()} | {work / "m.png": (work / "m.png").read_bytes()}
+    code, _, err = batch(monkeypatch, capsys, work, *make_args(work), *STEPS)
+    assert code == 2 and "is also the" in err and len(err.strip().splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before

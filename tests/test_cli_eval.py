@@ -92,3 +92,27 @@ def test_bad_input_is_one_line_and_exit_code_2(work, args, words):
     for word in words:
         assert word in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_eval_never_writes_over_a_scored_image(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from PIL import Image
+
+    from guidedinv.cli import run
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8), (12, 20, 30)).save(tmp_path / "b.png")
+    (tmp_path / "ab.csv").symlink_to(tmp_path / "b.png")
+    for args, needle in ((["--csv", "ab.csv"], "is also a scored image"), (["--json", "a.csv"], "must end in .json")):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["guidedinv", "eval", "a.png", "b.png", *args])
+        before = (tmp_path / "b.png").read_bytes()
+        try:
+            run()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err, err
+        assert (tmp_path / "b.png").read_bytes() == before and not (tmp_path / "a.csv").exists()

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 
-__all__ = ["Read", "Write", "check_paths"]
+__all__ = ["Read", "Write", "check_paths", "check_disjoint"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,24 @@ def check_paths(reads: Iterable[Read], writes: Sequence[Write]) -> None:
             if not other.folder and not w.folder and _same(w.path, other.path):
                 raise InputError(f"{w.label} {w.path} and {other.label} {other.path} are the same file; give them "
                                  "different names")
+
+
+def check_disjoint(reads: Iterable[Read], writes: Iterable[Write], hint: str) -> None:
+    """InputError if any write is the same file as any read (by resolved path, or by device and inode
+    for files that exist): linear in the number of paths, for batches of many items."""
+    by_path: dict[Path, Read] = {}
+    by_inode: dict[tuple[int, int], Read] = {}
+    for r in reads:
+        if r.path is None:
+            continue
+        by_path.setdefault(r.path.resolve(), r)
+        ident = _identity(r.path)
+        if ident is not None:
+            by_inode.setdefault(ident, r)
+    for w in writes:
+        r = by_path.get(w.path.resolve())
+        if r is None:
+            ident = _identity(w.path)
+            r = by_inode.get(ident) if ident is not None else None
+        if r is not None:
+            raise InputError(f"{w.label} {w.path} is also {r.label} {r.path} (a file this command reads); {hint}")

@@ -63,7 +63,8 @@ def batch_command(
         help="The prior: 'default' (embedded), a registry name or a checkpoint file."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps; under torchrun auto is cuda:LOCAL_RANK."),
     dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
-    tile: str = typer.Option("", help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px; empty: the recipe's."),
+    tile: Optional[str] = typer.Option(None, show_default="the recipe's: auto",
+                                       help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
                                    help="Images of the same (padded) size restored together in one network call."),
     set_: Optional[List[str]] = typer.Option(
@@ -121,7 +122,8 @@ def batch_command(
         if not quiet and ranks.rank == 0:
             bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
         result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile), out,
-                           batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar)
+                           batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar,
+                           reads=[manifest] if manifest is not None else [])
     except KeyboardInterrupt:
         typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)
         raise typer.Exit(130) from None

@@ -67,6 +67,12 @@ def eval_command(
         what = [f"outputs without a reference: {_listed(lone_outputs)}"] if lone_outputs else []
         what += [f"references without an output: {_listed(lone_refs)}"] if lone_refs else []
         raise InputError(f"--strict: {'; '.join(what)}")
+    from ..app.outputs import Read, Write, check_paths
+
+    reads = [Read("a scored image", Path(p)) for pair in pairs for p in (pair.output, pair.reference)] + [Read("an image", Path(p)) for p in (*lone_outputs, *lone_refs)]
+    writes = [Write("--csv", csv_file, (".csv",))] if csv_file is not None else []
+    writes += [Write("--json", json_file, (".json",))] if json_file is not None else []
+    check_paths(reads, writes)  # before any scoring: nothing is written over an image
     for paths, what in ((lone_outputs, "output(s) without a reference"), (lone_refs, "reference(s) without an output")):
         if paths:
             typer.echo(f"guidedinv: {len(paths)} {what}, not scored: {_listed(paths)}", err=True)

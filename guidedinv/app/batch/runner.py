@@ -255,6 +255,21 @@ class _Runner:
         return counts[0], counts[1], counts[2]
 
 
+def _check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path]) -> None:
+    """Inputs are never outputs, whatever their path: no item's output (nor the folder's report and
+    recipe) may be a file any item reads (its input, mask, reference) or a file named in ``reads``."""
+    from ..outputs import Read, Write, check_disjoint
+
+    readers = [Read("the manifest", Path(p)) for p in reads]
+    for i in items:
+        readers += [Read(f"the input of item {i.id}", i.input)]
+        readers += [Read(f"the mask of item {i.id}", i.mask)] if i.mask is not None else []
+        readers += [Read(f"the reference of item {i.id}", i.reference)] if i.reference is not None else []
+    writers = [Write(f"the output of item {i.id}", out_dir / i.output) for i in items]
+    writers += [Write("the report", out_dir / REPORT_NAME), Write("the folder's recipe", out_dir / RECIPE_NAME)]
+    check_disjoint(readers, writers, "give another --out folder or other output names")
+
+
 def run_batch(
     items: Sequence[Item],
     recipe: dict[str, Any],
@@ -266,6 +281,7 @@ def run_batch(
     force: bool = False,
     ranks: Ranks | None = None,
     progress: BatchProgress | None = None,
+    reads: Sequence[Path] = (),
 ) -> BatchResult:
     """Restore ``items`` (sorted by id) with ``recipe`` into ``out_dir``; see the module docstring.
 
@@ -283,6 +299,7 @@ def run_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder")
     recipe = {**check_recipe(recipe).recipe, "batch": {"simulate": bool(simulate)}}  # resolved: every setting written
+    _check_outputs(items, out_dir, reads)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
