@@ -114,13 +114,3 @@ def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 1, f
         top, left = pad + r * (h + pad), pad + q * (w + pad)
         grid[:, top : top + h, left : left + w] = im
     return grid
-
-
-def __getattr__(name: str):
-    """``load_class_models`` moved to :mod:`guidedinv.app.generate` (it loads the toy set, whose
-    evaluation imports this module); this name stays, resolved on use, until its callers move."""
-    if name == "load_class_models":
-        from .app.generate import load_class_models
-
-        return load_class_models
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
