@@ -22,7 +22,6 @@ classical init is one solve before the loop, not a per-step cost.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import platform
 import shlex
@@ -33,13 +32,14 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench.harness import GUIDED, TASKS, CountingDenoiser, method_recipe, steps_for_budget, task_recipe
-from guidedinv.defaults import WEIGHTS_DIR, EMBEDDED, load_prior, pick_device
+from guidedinv.app.measure import build_operator, simulate_measurement
+from guidedinv.app.methods import get_method
+from guidedinv.app.request import Request, apply_overrides, parse_request
+from guidedinv.app.solve import plan_method
+from guidedinv.bench.harness import TASKS, CountingDenoiser, method_request, task_recipe
+from guidedinv.defaults import EMBEDDED, WEIGHTS_DIR, load_prior, pick_device
 from guidedinv.guidance.base import GuidanceTerm
-from guidedinv.io import make_mask
 from guidedinv.noise import NoiseSource
-from guidedinv.app.recipes import apply_overrides
-from guidedinv.app.restore import build_operator, plan_method, simulate
 from guidedinv.rules import make_rule
 from guidedinv.sampler import sample
 
@@ -86,26 +86,26 @@ def the_model(device: torch.device, work: Path):
     return load_prior(str(path), device), "random weights, default prior's architecture"
 
 
-def profile(counter: CountingDenoiser, recipe: dict, size: int, device: torch.device, method: str) -> dict:
+def profile(counter: CountingDenoiser, request: Request, size: int, device: torch.device, budget: int | None) -> dict:
+    """One run of the request's method (``budget`` None), or of the unguided sampler (DDIM on a
+    "logsnrN" grid of ``budget`` steps, no terms) on the request's measurement."""
     hw = (size, size)
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=hw, mode="bicubic").clamp(0, 1)
-    mask = make_mask(str(recipe["operator"]["mask"]), hw, seed=0) if recipe["operator"]["kind"] == "inpaint" else None
-    operator = build_operator(recipe, hw, mask)
-    y_model = operator.to_model_range(simulate(x, operator, float(recipe["noise"]["sigma_y"]), seed=0)).to(device)
-    if mask is not None:
-        operator = build_operator(recipe, hw, mask.to(device))
-    if method == "unguided":
-        terms, rule, steps, resample = [], make_rule("ddim"), recipe["methods"]["ddnm"]["steps"], None
+    measured = simulate_measurement(request, x)  # the request's seed (0): mask 0, noise measurement_seed(0)
+    y_model = measured.operator.to_model_range(measured.y).to(device)
+    operator = measured.operator if measured.mask is None else build_operator(request, hw, measured.mask.to(device))
+    if budget is not None:
+        terms, rule, steps, resample = [], make_rule("ddim"), f"logsnr{budget}", None
     else:
-        plan = plan_method(recipe, operator, y_model)
+        plan = plan_method(request, operator, y_model)
         terms, rule, steps, resample = [TimedTerm(t, device) for t in plan.terms], plan.rule, plan.steps, plan.resample
     counter.reset()
     reverse = []
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    sample(counter, (1, 3, *hw), NoiseSource.from_seeds([1]), steps=steps, rule=rule, terms=terms, resample=resample,
+    sample(counter, (1, 3, *hw), NoiseSource.from_seeds([request.seed]), steps=steps, rule=rule, terms=terms, resample=resample,
            callback=lambda info: reverse.append(info.index), device=device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -118,13 +118,12 @@ def profile(counter: CountingDenoiser, recipe: dict, size: int, device: torch.de
             "loop_pct": 100 * rest / counter.seconds if counter.seconds else math.nan}
 
 
-def _from_noise(recipe: dict, method: str) -> dict:
-    """The recipe without its warm start: a classical init is a one-off solve before the loop, not a
+def _from_noise(request: Request) -> Request:
+    """The request without its warm start: a classical init is a one-off solve before the loop, not a
     per-step cost, and would otherwise be spread over the steps as loop time."""
-    recipe = copy.deepcopy(recipe)
-    for key in ("init", "start_sigma"):
-        recipe["methods"][method].pop(key, None)
-    return recipe
+    recipe = request.recipe
+    table = {k: v for k, v in recipe["methods"][request.method].items() if k not in ("init", "start_sigma")}
+    return parse_request({**recipe, "methods": {request.method: table}}, f"{request.method} from noise")
 
 
 def main() -> None:
@@ -160,21 +159,19 @@ def main() -> None:
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; network: {what}, {params:.2f}M parameters\n")
     say("| task | method | steps | NFE (fwd + bwd) | network ms / call | step ms | guidance ms / step | loop+rule ms / step "
           "| loop % of network |\n|---|---|---|---|---|---|---|---|---|")
-    runs = []
+    runs = []  # (task label, method label, request, image side, budget of the unguided run or None)
     for task in args.tasks.split(","):
         base = task_recipe(TASKS[task])
-        runs.append((task, "unguided", base, args.size, args.steps))
-        runs += [(task, m, _from_noise(method_recipe(base, m, args.steps), m), args.size, args.steps)
-                 for m in TASKS[task].methods if m in GUIDED]
+        runs.append((task, "unguided", parse_request(base), args.size, args.steps))
+        runs += [(task, m, _from_noise(method_request(base, m, args.steps)), args.size, None)
+                 for m in TASKS[task].methods if get_method(m).uses_network]
     if args.reflect_steps:
         reflect = apply_overrides(task_recipe(TASKS["deblur-gauss"]), ['operator.boundary="reflect"'])
         label = f"deblur-gauss, reflect, {args.reflect_size}x{args.reflect_size}"
-        runs += [(label, "unguided", reflect, args.reflect_size, args.reflect_steps),
-                 (label, "diffpir", method_recipe(reflect, "diffpir", args.reflect_steps), args.reflect_size, args.reflect_steps)]
-    for task, method, recipe, size, steps in runs:
-        if method == "unguided":
-            recipe = apply_overrides(recipe, [f'methods.ddnm.steps="{steps_for_budget(recipe, "ddnm", steps)}"'])
-        r = profile(counter, recipe, size, device, method)
+        runs += [(label, "unguided", parse_request(reflect), args.reflect_size, args.reflect_steps),
+                 (label, "diffpir", method_request(reflect, "diffpir", args.reflect_steps), args.reflect_size, None)]
+    for task, method, request, size, budget in runs:
+        r = profile(counter, request, size, device, budget)
         nfe = f"{r['nfe']}" + (f" + {r['backward']}" if r["backward"] else "")
         say(f"| {task} | {method} | {r['steps']} | {nfe} | {r['net_ms']:.1f} | {r['step_ms']:.1f} | {r['guidance_ms']:.1f} | "
               f"{r['loop_ms']:.1f} | {r['loop_pct']:.1f} |")

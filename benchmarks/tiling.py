@@ -12,7 +12,8 @@ With --speed it instead times one network call (no restoration) per image size a
 
 Prints one markdown table per task: the PSNR of each crop, the mean and the seconds per image. The
 crops are centre crops of ../shared/data/train/bsd200 images 4 onwards (as benchmarks/tune_methods.py);
-measurement seeds are the crop's index, so every row sees the same measurements.
+crop i's seed is i (the sampler's; the measurement's noise from measurement_seed(i), guidedinv.app.measure),
+and its measurement is made once, so every row sees the same measurements.
 """
 from __future__ import annotations
 
@@ -22,12 +23,11 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images
+from guidedinv.app.solve import restore
+from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, method_request, task_recipe
 from guidedinv.defaults import load_prior
 from guidedinv.io import read_image
 from guidedinv.metrics import psnr
-from guidedinv.app.recipes import apply_overrides
-from guidedinv.app.restore import restore
 from guidedinv.tiling import Tiling
 
 
@@ -57,19 +57,21 @@ def main() -> None:
     files = list_images([Path(args.data)], limit=3 + args.images)[3:]
     crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
     tiles = [tiling_and_label(int(t), args.share) for t in args.tiles.split(",")]
+    tasks = args.tasks.split(",")
+    requests = {task: method_request(task_recipe(TASKS[task]), args.method, None) for task in tasks}  # checked up front
     prior = load_prior(args.model, device="cpu", tile=0)
-    print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}; method {args.method} with each task recipe's settings")
-    for task in args.tasks.split(","):
+    print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}; "
+          f"method {args.method} with each task recipe's settings")
+    for task in tasks:
+        measured = [degrade(TASKS[task], x[None], seed=i)[1] for i, x in enumerate(crops)]
         print(f"\n### {task}\n")
         print("| network tiles | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
         print("|---|" + "---|" * (len(files) + 2))
         for tiling, label in tiles:
             prior.tiling = tiling
             scores, start = [], time.perf_counter()
-            for i, x in enumerate(crops):
-                recipe, y, mask, _ = degrade(TASKS[task], x[None], seed=i)
-                recipe = apply_overrides(recipe, [f'method="{args.method}"'])
-                scores.append(psnr(restore(prior, recipe, y, mask=mask)[0], x))
+            for i, m in enumerate(measured):
+                scores.append(psnr(restore(prior, requests[task], m.y, mask=m.mask, seeds=[i])[0], m.clean[0]))
             seconds = (time.perf_counter() - start) / len(crops)
             print(f"| {label} | " + " | ".join(f"{s:.2f}" for s in scores)
                   + f" | {sum(scores) / len(scores):.2f} | {seconds:.1f} |", flush=True)

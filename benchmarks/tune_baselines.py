@@ -1,7 +1,8 @@
 """Choose the classical baselines' default constants on TRAINING crops (never on validation images).
 
 Prints, for each baseline setting, the mean PSNR over fixed centre crops of the first images of
-../shared/data/train/bsd200, with the benchmark's degradations (sigma_y = 0.01; denoising 0.05).
+../shared/data/train/bsd200, with the benchmark's degradations (sigma_y = 0.01; denoising 0.05; crop i's
+measurement seeded by i, guidedinv.app.measure's rule).
 The defaults in guidedinv/baselines.py are the best rows here, rounded, written relative to sigma_y.
 
     OMP_NUM_THREADS=1 python benchmarks/tune_baselines.py [--images 3] [--crop 256] [--methods tv_deconv]
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images
+from guidedinv.app.request import apply_overrides, parse_request
+from guidedinv.app.solve import restore
+from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, task_recipe
 from guidedinv.io import read_image
 from guidedinv.metrics import psnr
-from guidedinv.app.recipes import apply_overrides
-from guidedinv.app.restore import restore
 
 GRID = {  # task -> method -> (setting, values)
     "deblur-gauss": {"wiener": ("balance", [0.003, 0.01, 0.03, 0.1, 0.3]),
@@ -43,16 +44,15 @@ def main() -> None:
     print(f"mean PSNR (dB) over {len(crops)} centre crops of {args.crop} px from {args.data}\n")
     print("| task | method | setting | value | value / sigma_y | PSNR |\n|---|---|---|---|---|---|")
     for task, methods in GRID.items():
+        base = task_recipe(TASKS[task])
+        measured = [degrade(TASKS[task], x[None], seed=i)[1] for i, x in enumerate(crops)]  # crop i: seed i
         for method, (key, values) in methods.items():
             if args.methods and method not in args.methods.split(","):
                 continue
             for value in values:
-                scores = []
-                for i, x in enumerate(crops):
-                    recipe, y, mask, _ = degrade(TASKS[task], x[None], seed=i)
-                    recipe = apply_overrides(recipe, [f'method="{method}"', f"methods.{method}.{key}={value}"])
-                    scores.append(psnr(restore(None, recipe, y, mask=mask)[0], x))
-                sigma = float(recipe["noise"]["sigma_y"])
+                request = parse_request(apply_overrides(base, [f'method="{method}"', f"methods.{method}.{key}={value}"]))
+                scores = [psnr(restore(None, request, m.y, mask=m.mask)[0], m.clean[0]) for m in measured]
+                sigma = request.sigma_y
                 ratio = "" if key == "iterations" else f"{value / sigma:.3g}"
                 print(f"| {task} | {method} | {key} | {value} | {ratio} | {sum(scores) / len(scores):.2f} |", flush=True)
 

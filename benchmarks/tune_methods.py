@@ -8,7 +8,8 @@ classical method needs no settings. Prints the PSNR of each crop and the mean, p
         'lanczos' 'pnp|steps="logsnr20"|lam=0.3' 'pnp|steps="logsnr20"|lam=1.0' 'diffpir|steps="logsnr20"'
 
 The crops are centre crops of ../shared/data/train/bsd200 images 4 onwards (the first three tuned the
-baselines, benchmarks/tune_baselines.py); measurement seeds are the crop's index.
+baselines, benchmarks/tune_baselines.py); crop i's seed is i (the sampler's; its measurement, made
+once and shared by every configuration, by guidedinv.app.measure's rule: noise from measurement_seed(i)).
 """
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images
+from guidedinv.app.request import apply_overrides, parse_request
+from guidedinv.app.solve import restore
+from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, task_recipe
 from guidedinv.defaults import load_prior
 from guidedinv.io import read_image
 from guidedinv.metrics import psnr
-from guidedinv.app.recipes import BASELINES, apply_overrides
-from guidedinv.app.restore import restore
 
 
 def main() -> None:
@@ -38,18 +39,22 @@ def main() -> None:
     torch.set_num_threads(1)
     files = list_images([Path(args.data)], limit=3 + args.images)[3:]
     crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
-    prior = load_prior(args.model, device="cpu")
+    measured = [degrade(TASKS[args.task], x[None], seed=i)[1] for i, x in enumerate(crops)]
+    base = task_recipe(TASKS[args.task])
+    requests = {}
+    for config in args.configs:  # every configuration checked before the model loads
+        method, *settings = config.split("|")
+        recipe = apply_overrides(base, [f'method="{method}"', *(f"methods.{method}.{s}" for s in settings)], config)
+        requests[config] = parse_request(recipe, config)
+    prior = load_prior(args.model, device="cpu") if any(r.uses_network for r in requests.values()) else None
     print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}, task {args.task}\n")
     print("| configuration | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
     print("|---|" + "---|" * (len(files) + 2))
-    for config in args.configs:
-        method, *settings = config.split("|")
+    for config, request in requests.items():
         scores, start = [], time.perf_counter()
-        for i, x in enumerate(crops):
-            recipe, y, mask, _ = degrade(TASKS[args.task], x[None], seed=i)
-            recipe = apply_overrides(recipe, [f'method="{method}"', *(f"methods.{method}.{s}" for s in settings)])
-            out = restore(None if method in BASELINES else prior, recipe, y, mask=mask)
-            scores.append(psnr(out[0], x))
+        for i, m in enumerate(measured):
+            out = restore(prior if request.uses_network else None, request, m.y, mask=m.mask, seeds=[i])
+            scores.append(psnr(out[0], m.clean[0]))
         seconds = (time.perf_counter() - start) / len(crops)
         cell = config.replace("|", "\\|")  # a bar inside a markdown table cell must be escaped
         print(f"| `{cell}` | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {sum(scores) / len(scores):.2f} | {seconds:.1f} |",

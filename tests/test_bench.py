@@ -9,13 +9,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny_prior
 
-from guidedinv.bench.harness import (COLUMNS, TIMING_COLUMNS, CountingDenoiser, centre_crop, degrade, image_seed, list_images,
-                             method_recipe, plan_runs, random_tiny_model, run_bench, steps_for_budget, task_recipe, TASKS,
-                             write_outputs)
+from guidedinv.app.measure import measurement_seed, simulate_measurement
+from guidedinv.app.methods import get_method, guided_names, methods_for_kind
+from guidedinv.app.request import KIND_OF_TASK, TASKS as PRESETS, load_preset, parse_request
+from guidedinv.app.solve import restore
+from guidedinv.bench.harness import (
+    COLUMNS,
+    GUIDED,
+    TASKS,
+    TIMING_COLUMNS,
+    CountingDenoiser,
+    centre_crop,
+    degrade,
+    image_seed,
+    list_images,
+    method_request,
+    plan_runs,
+    random_tiny_model,
+    run_bench,
+    steps_for_budget,
+    task_recipe,
+)
+from guidedinv.bench.report import write_outputs
 from guidedinv.errors import InputError
 from guidedinv.io import write_image
-from guidedinv.app.restore import restore
+from guidedinv.noise import NoiseSource
 from guidedinv.sampler import Resampling, resampling_path
 
 TASK_LIST = ["superres4", "deblur-gauss", "inpaint-random"]
@@ -55,26 +75,90 @@ def test_crops_seeds_and_image_lists(folder):
         list_images([folder / "missing"])
 
 
-def test_budgets_become_steps_with_that_many_network_calls():
+def test_tasks_compare_the_registry_methods_of_their_kind():
+    from guidedinv.cli.bench import TASK_NAMES
+
+    assert TASK_NAMES == tuple(TASKS)  # the command's help lists them without importing the harness
+    assert GUIDED == guided_names()
+    for task in TASKS.values():
+        assert task.methods == methods_for_kind(task.kind), task.name
+        assert parse_request(task_recipe(task)).operator.kind == task.kind
+    with pytest.raises(ValueError, match="do not solve"):
+        type(TASKS["denoise"])("x", "denoise", (), "", ("wiener",))
+
+
+def test_budgets_become_steps_by_the_methods_own_rule():
     base = task_recipe(TASKS["inpaint-random"])
-    assert steps_for_budget(base, "diffpir", 20) == "logsnr20"
-    assert steps_for_budget(base, "dps", 20) == "20"
-    steps = int(steps_for_budget(base, "repaint", 20))
-    s = base["methods"]["repaint"]
-    path = resampling_path(steps, Resampling(s["jump_length"], s["jump_n_sample"]))
-    reverse = sum(1 for a, b in zip(path, path[1:]) if b < a)
-    assert reverse <= 20
-    longer = resampling_path(steps + 1, Resampling(s["jump_length"], s["jump_n_sample"]))
-    assert sum(1 for a, b in zip(longer, longer[1:]) if b < a) > 20  # the largest grid within the budget
+    assert method_request(base, "diffpir", 20).steps == "logsnr20"
+    assert method_request(base, "dps", 20).steps == "20"
+    for method in GUIDED:
+        request = method_request(base, method, None)
+        assert steps_for_budget(request, 20) == get_method(method).steps_for_budget(request.settings, 20)
+    s = method_request(base, "repaint", 20).settings
+    resample = Resampling(s["jump_length"], s["jump_n_sample"])
+
+    def reverse_steps(num: int) -> int:
+        path = resampling_path(num, resample)
+        return sum(1 for a, b in zip(path, path[1:]) if b < a)
+
+    assert reverse_steps(int(s["steps"])) <= 20 < reverse_steps(int(s["steps"]) + 1)  # the largest grid within the budget
+    assert get_method("repaint").cost(s).forward == reverse_steps(int(s["steps"]))
+    with pytest.raises(InputError, match="diffpir at a budget of 1"):
+        method_request(base, "diffpir", 1)  # a logsnr grid needs two levels
+    with pytest.raises(InputError, match="no NFE budget"):
+        method_request(base, "biharmonic", 5)
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    from guidedinv.defaults import load_prior
+
+    path = tmp_path_factory.mktemp("prior") / "tiny.safetensors"
+    save_tiny_prior(path)
+    return load_prior(str(path), "cpu", tile=0)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_steps_for_budget_stays_within_the_budget_when_counted(tiny_prior, preset):
+    """Every guided method on each shipped preset (its settings there, warm starts included), run at the
+    steps its steps_for_budget gives: the counted forward calls stay within the budget and are its cost."""
+    counter = CountingDenoiser(tiny_prior)
+    base = load_preset(preset)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    measured = simulate_measurement(parse_request(base), x)
+    for name in methods_for_kind(KIND_OF_TASK[preset]):
+        method = get_method(name)
+        if not method.uses_network:
+            continue
+        for nfe in (3, 12):
+            request = method_request(base, name, nfe)
+            counter.reset()
+            restore(counter, request, measured.y, mask=measured.mask, seeds=[1])
+            cost = method.cost(request.settings)
+            assert counter.calls <= nfe, (preset, name, nfe, request.steps)
+            assert (counter.calls, counter.grad_calls) == (cost.forward, cost.backward), (preset, name, nfe, request.steps)
+
+
+def test_measurements_follow_the_one_seeding_convention():
+    """degrade() is simulate_measurement: the noise from measurement_seed(image seed), the mask from the seed."""
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    recipe, measured = degrade(TASKS["denoise"], x, seed=5)
+    assert recipe["seed"] == 5
+    noise = NoiseSource.from_seeds([measurement_seed(5)]).randn((3, 16, 16))
+    assert torch.allclose(measured.y, x + 0.05 * noise, atol=1e-6)
+    recipe, measured = degrade(TASKS["inpaint-random"], x, seed=5)
+    again = simulate_measurement(parse_request(recipe), x)
+    assert torch.equal(measured.mask, again.mask) and torch.equal(measured.y, again.y)
+    assert not torch.equal(measured.mask, degrade(TASKS["inpaint-random"], x, seed=6)[1].mask)
 
 
 def test_counting_denoiser_counts_forward_calls_and_backward_passes(tiny):
     counter = CountingDenoiser(tiny)
     x = torch.rand(1, 3, 16, 16)
-    base, y, mask, _ = degrade(TASKS["superres4"], x, seed=1)
+    base, measured = degrade(TASKS["superres4"], x, seed=1)
     for method, fwd, bwd in (("diffpir", 3, 0), ("dps", 3, 3)):
         counter.reset()
-        restore(counter, method_recipe(base, method, 3), y, seeds=[2])
+        restore(counter, method_request(base, method, 3), measured.y, seeds=[2])
         assert (counter.calls, counter.grad_calls) == (fwd, bwd)
         assert counter.seconds > 0
 
@@ -86,6 +170,8 @@ def test_unknown_or_inapplicable_names_are_input_errors():
         plan_runs(["superres4"], ["magic"], [5])
     with pytest.raises(InputError, match="apply to none"):
         plan_runs(["superres4"], ["wiener"], [5])
+    with pytest.raises(InputError, match="only guided methods have NFE budgets"):
+        plan_runs(["denoise"], None, [5], {"tv_denoise": [3]})
     assert plan_runs(["denoise"], ["tv_denoise", "ddnm"], [5, 7]) == [("denoise", "ddnm", 5), ("denoise", "ddnm", 7),
                                                                       ("denoise", "tv_denoise", None)]
 
@@ -145,4 +231,4 @@ def test_bench_command_line(folder, tmp_path, monkeypatch):
     assert "| tinyset | tv_denoise | – | 0 | 1 |" in result.output
     assert len(read_csv(tmp_path / "out" / "results.csv")) == 1
     bad = CliRunner().invoke(app, ["bench", str(folder), "--set", "operator.nonsense=1", "--tasks", "denoise", "-q"])
-    assert bad.exit_code == 2 and "no such setting" in bad.stderr
+    assert bad.exit_code == 2 and "operator has no key 'nonsense'" in bad.stderr

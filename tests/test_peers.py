@@ -7,14 +7,24 @@ import importlib.util
 
 import pytest
 import torch
-
 from conftest import save_tiny_prior
+
 from guidedinv.bench.harness import CountingDenoiser
+from guidedinv.bench.peers import (
+    PEERS,
+    EpsUNet,
+    PeerUnavailable,
+    UnitRangeDenoiser,
+    continuous_timestep,
+    diffusers_ddim_sample,
+    load_deepinv,
+    operator_physics,
+    repaint_steps_for_budget,
+    svd_physics,
+)
 from guidedinv.defaults import load_prior
 from guidedinv.noise import NoiseSource
 from guidedinv.operators import Blur, Downsample, Inpainting
-from guidedinv.bench.peers import (PEERS, EpsUNet, PeerUnavailable, UnitRangeDenoiser, continuous_timestep, diffusers_ddim_sample,
-                             load_deepinv, operator_physics, repaint_steps_for_budget, svd_physics)
 from guidedinv.priors import GaussianPrior
 from guidedinv.rules import DDIM
 from guidedinv.sampler import sample
@@ -195,3 +205,16 @@ def test_run_peers_reports_what_it_could_not_run(tmp_path, monkeypatch):
     assert "| ours-ddnm | – | 2 | 2 |" in text and "sigma_model = 2 sigma" in text
     written = bp.write_outputs(result, tmp_path / "out")
     assert [p.name for p in written] == ["results.csv", "summary.csv", "summary.md"]
+
+
+def test_each_peer_is_paired_with_a_registry_method_that_solves_its_operators():
+    """A peer's "ours" is a guided method of the registry whose kinds cover the peer's operators."""
+    from guidedinv.app.methods import get_method
+    from guidedinv.bench.peers_run import OURS_ALWAYS
+
+    kind_of = {Inpainting: "inpaint", Downsample: "downsample", Blur: "blur"}
+    for peer in PEERS.values():
+        method = get_method(peer.ours)
+        assert method.uses_network, peer.name
+        assert all(kind_of[op] in method.kinds for op in peer.operators), peer.name
+    assert all(get_method(m).uses_network for m in OURS_ALWAYS)

@@ -25,10 +25,10 @@ without kernels, and says so in its notes: deepinv's samplers never call them.
 """
 from __future__ import annotations
 
-import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -352,11 +352,16 @@ def repaint_steps_for_budget(diffusers: Any, schedule: VPSchedule, nfe: int, jum
 
 
 def diffusers_repaint(diffusers: Any, denoiser: Denoiser, op: LinearOperator, y: torch.Tensor, sigma_y: float, nfe: int,
-                      seed: int, jump_length: int = 5, jump_n_sample: int = 3, eta: float = 1.0) -> torch.Tensor:
+                      seed: int, jump_length: int | None = None, jump_n_sample: int | None = None,
+                      eta: float = 1.0) -> torch.Tensor:
     """diffusers' RePaintScheduler with RePaintPipeline's loop (step below the last timestep, undo_step
-    above it), eta = 1 (RePaint's DDPM), the largest grid within ``nfe`` network calls."""
+    above it), eta = 1 (RePaint's DDPM), the largest grid within ``nfe`` network calls. The jumps
+    default to those of the method it is compared with (our registry's repaint defaults)."""
     if not isinstance(op, Inpainting):
         raise PeerUnavailable("RePaint is inpainting only")
+    ours = _ours_defaults("diffusers-repaint")
+    jump_length = int(ours["jump_length"] if jump_length is None else jump_length)
+    jump_n_sample = int(ours["jump_n_sample"] if jump_n_sample is None else jump_n_sample)
     sched = diffusers_scheduler(diffusers.RePaintScheduler, denoiser.schedule, eta=eta)
     sched.set_timesteps(repaint_steps_for_budget(diffusers, denoiser.schedule, nfe, jump_length, jump_n_sample),
                        jump_length, jump_n_sample, device=y.device)
@@ -375,6 +380,13 @@ def diffusers_repaint(diffusers: Any, denoiser: Denoiser, op: LinearOperator, y:
                 x = sched.undo_step(x, t_last, generator)
             t_last = t
     return ((x + 1) / 2).to(torch.float32)
+
+
+def _ours_defaults(peer: str) -> dict[str, Any]:
+    """The default settings of our method that ``peer`` is compared with (the registry's)."""
+    from ..app.methods import get_method
+
+    return get_method(PEERS[peer].ours).defaults()
 
 
 @dataclass(frozen=True)

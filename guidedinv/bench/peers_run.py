@@ -5,7 +5,9 @@ measurement simulated once per image and handed to every method (ours and the pe
 wrapping the one denoiser every method calls. Each peer runs at each budget of ``nfes``; ours (the
 method each peer is paired with, :data:`guidedinv.bench.peers.PEERS`) runs at ``ours_nfes`` (default: the
 budgets, their halves and doubles), so that "time at equal quality" can be read off our PSNR-vs-time
-curve. Ratios, per task and budget, of image means:
+curve. Seeds are the benchmark's: an image's seed s is our sampler's seed and the seed handed to
+each peer, the measurement noise is drawn from ``measurement_seed(s)`` (:mod:`guidedinv.app.measure`).
+Ratios, per task and budget, of image means:
 
     dPSNR @ same NFE   peer PSNR - ours (dB), ours at the same budget
     time @ same NFE    peer seconds / ours seconds at the same budget
@@ -23,20 +25,33 @@ import math
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
-from .harness import TASKS, CountingDenoiser, _version, centre_crop, degrade, image_seed, list_images, load_bench_model, \
-    method_recipe, rows_to_csv, task_recipe
+from ..app.methods import get_method
+from ..app.request import Request, parse_request
+from ..app.solve import restore
 from ..errors import InputError
 from ..io import read_image
 from ..metrics import score
+from .harness import (
+    TASKS,
+    CountingDenoiser,
+    _version,
+    centre_crop,
+    degrade,
+    image_seed,
+    list_images,
+    load_bench_model,
+    method_request,
+    task_recipe,
+)
 from .peers import CONVENTIONS, PEERS, PeerUnavailable, diffusers_ddim_sample, load_deepinv, load_diffusers
-from ..app.recipes import method_settings
-from ..app.restore import restore
+from .report import rows_to_csv
 
 __all__ = ["PEER_TASKS", "ROW_COLUMNS", "SUMMARY_COLUMNS", "PeerResult", "run_peers", "summarise", "equal_quality_ratio",
            "markdown", "write_outputs"]
@@ -60,6 +75,7 @@ class PeerResult:
 
 # run beside the peers on every task though no peer is paired with it: our best-PSNR method
 OURS_ALWAYS = ("pnp",)
+
 
 def _libraries(names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str], list[str], dict[str, str]]:
     """(modules, reasons they are missing, notes, versions) of the libraries the peers need."""
@@ -120,6 +136,9 @@ def run_peers(
     bad = [n for n in names if n not in PEERS]
     if bad:
         raise InputError(f"unknown peer(s) {', '.join(bad)}; choose from {', '.join(PEERS)}")
+    for ours in {PEERS[n].ours for n in names} | set(OURS_ALWAYS):
+        if not get_method(ours).uses_network:
+            raise InputError(f"peers are compared with our guided methods, not {ours!r}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
@@ -136,6 +155,15 @@ def run_peers(
     if model_info.get("untrained"):
         notes.append("UNTRAINED RANDOM NETWORK: the quality numbers are meaningless")
     recipes = {t: task_recipe(TASKS[t], seed=seed) for t in tasks}
+    sigmas = {t: parse_request(recipes[t], f"task {t}").sigma_y for t in tasks}
+    requests: dict[tuple[str, str, int], Request] = {}
+
+    def ours_request(task: str, method: str, nfe: int) -> Request:
+        """Our method's request on the task at a budget: parsed once per (task, method, budget)."""
+        if (task, method, nfe) not in requests:
+            requests[(task, method, nfe)] = method_request(recipes[task], method, nfe)
+        return requests[(task, method, nfe)]
+
     images = list_images(paths, limit)
     rows: list[dict[str, Any]] = []
     unavailable: dict[tuple[str, str], str] = {}
@@ -150,15 +178,15 @@ def run_peers(
 
     for dataset, path in images:
         x, box = centre_crop(read_image(path).image, crop)
-        x = x[None]
         s = image_seed(dataset, path.name, seed)
         common = {"dataset": dataset, "image": path.name, "crop": "{},{},{},{}".format(*box), "seed": s}
         for task in tasks:
-            base, y, mask, op = degrade(recipes[task], x, seed=s)
-            sigma_y = float(base["noise"]["sigma_y"])
+            _, measured = degrade(recipes[task], x[None], seed=s)
+            y, mask, op, clean = measured.y, measured.mask, measured.operator, measured.clean
+            sigma_y = sigmas[task]
 
             def record(method: str, library: str, vs: str, budget: int, steps: str, out: torch.Tensor, seconds: float) -> None:
-                metrics = score(out, x, op, y, use_lpips=False)[0]
+                metrics = score(out, clean, op, y, use_lpips=False)[0]
                 metrics.pop("lpips", None)
                 rows.append({**common, "task": task, "method": method, "library": library, "vs": vs, "nfe_budget": budget,
                              "steps": steps, "nfe": counter.calls, "backward": counter.grad_calls, **metrics, "seconds": seconds})
@@ -175,7 +203,7 @@ def run_peers(
                     continue
                 for n in nfes:
                     try:
-                        out, seconds = timed(lambda: peer.run(modules[peer.library], counter, op, y.to(dev), sigma_y, n, s + 1))
+                        out, seconds = timed(lambda: peer.run(modules[peer.library], counter, op, y.to(dev), sigma_y, n, s))
                     except PeerUnavailable as exc:
                         unavailable[(task, name)] = str(exc)
                         log(f"{task} {name}: cannot run: {exc}")
@@ -185,9 +213,9 @@ def run_peers(
             ours += [m for m in OURS_ALWAYS if m not in ours]
             for method in ours:
                 for n in ours_nfes:
-                    recipe = method_recipe(base, method, n)
-                    out, seconds = timed(lambda: restore(counter, recipe, y, mask=mask, seeds=[s + 1]))
-                    record(f"ours-{method}", "guidedinv", "", n, str(method_settings(recipe)["steps"]), out, seconds)
+                    request = ours_request(task, method, n)
+                    out, seconds = timed(lambda: restore(counter, request, y, mask=mask, seeds=[s]))
+                    record(f"ours-{method}", "guidedinv", "", n, str(request.steps), out, seconds)
     check = None
     if loop_check and "diffusers" in modules:
         check = _loop_check(modules["diffusers"], denoiser, crop, 20, seed)
@@ -279,7 +307,8 @@ def markdown(result: PeerResult) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in summary if r["task"] == task):
             nfe = f"{r['nfe']:.0f}" + (f" + {r['backward']:.0f}" if r["backward"] else "")
-            lines.append(f"| {r['method']} | {('ours-' + r['vs']) if r['vs'] else '–'} | {r['nfe_budget']} | {nfe} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+            lines.append(f"| {r['method']} | {('ours-' + r['vs']) if r['vs'] else '–'} | {r['nfe_budget']} | {nfe} | "
+                         f"{r['psnr']:.2f} | {r['ssim']:.3f} | "
                          f"{r['consistency']:.3g} | {r['seconds']:.2f} | {_num(r['dpsnr_same_nfe'], '+.2f')} | "
                          f"{_num(r['time_ratio_same_nfe'], '.2f')} | {_num(r['time_ratio_equal_psnr'], '')} |")
     if result.loop_check:

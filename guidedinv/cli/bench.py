@@ -7,9 +7,13 @@ from pathlib import Path
 
 import typer
 
+from ..app.methods import classical_names, guided_names  # the registry: no torch
 from ..errors import InputError
 
 __all__ = ["bench_command"]
+
+# the harness's tasks (guidedinv.bench.harness.TASKS, which imports torch); tests/test_bench.py checks the list
+TASK_NAMES = ("superres4", "deblur-gauss", "deblur-motion", "inpaint-box", "inpaint-random", "denoise")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -29,12 +33,14 @@ def _names(text: str) -> list[str] | None:
 
 def bench_command(
     images: list[Path] = typer.Argument(..., help="Image folders (their files in name order) or image files."),
-    tasks: str = typer.Option("all", "--tasks", help="Comma-separated: superres4, deblur-gauss, deblur-motion, inpaint-box, "
-                              "inpaint-random, denoise; 'all' for every one.", show_default=True),
-    methods: str = typer.Option("all", "--methods", help="Comma-separated guided methods (diffpir, ddnm, repaint, dps) and "
-                                "baselines (bicubic, lanczos, wiener, richardson_lucy, tv_deconv, biharmonic, tv_denoise); "
-                                "'all': every one that applies to a task.", show_default=True),
-    nfe: str = typer.Option("20,50,100", "--nfe", help="Network-evaluation budgets of each guided method.", show_default=True),
+    tasks: str = typer.Option("all", "--tasks", help=f"Comma-separated: {', '.join(TASK_NAMES)}; 'all' for every one.",
+                              show_default=True),
+    methods: str = typer.Option("all", "--methods", help=f"Comma-separated guided methods ({', '.join(guided_names())}) and "
+                                f"baselines ({', '.join(classical_names())}); 'all': every one that applies to a task.",
+                                show_default=True),
+    nfe: str = typer.Option("20,50,100", "--nfe", help="Network-evaluation budgets of each guided method (each method "
+                            "turns a budget into steps of its own grid; forward calls and backward passes are counted).",
+                            show_default=True),
     method_nfe: list[str] = typer.Option([], "--method-nfe", help="Budgets for one method instead of --nfe, e.g. "
                                          "--method-nfe dps=20 (repeatable).", show_default=False),
     limit: int = typer.Option(0, "--limit", help="The first N images of each folder (0: all).", show_default=True),
@@ -43,7 +49,8 @@ def bench_command(
     model: str = typer.Option("default", "--model", help="Prior: 'default' (embedded), a registry name, a checkpoint file, "
                               "or 'random-tiny' (an untrained seeded network: exercises the harness only).", show_default=True),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=True),
-    seed: int = typer.Option(0, "--seed", help="Added to every image's own seed.", show_default=True),
+    seed: int = typer.Option(0, "--seed", help="Added to every image's own seed (crc32 of dataset/file): the sampler's "
+                             "seed; the measurement noise's is derived from it.", show_default=True),
     sigma_y: float = typer.Option(-1.0, "--sigma-y", help="Measurement noise of every task; -1: each task's "
                                   "(0.01, denoising 0.05).", show_default=True),
     set_: list[str] = typer.Option([], "--set", help="Recipe override for every task, e.g. --set methods.dps.zeta=0.5 "
@@ -64,7 +71,8 @@ def bench_command(
 
         guidedinv bench ../shared/data/val/cbsd68 ../shared/data/val/set14 --limit 2 --nfe 20,50,100 --doc docs/benchmarks.md
     """
-    from ..bench.harness import TASKS, run_bench, write_outputs
+    from ..bench.harness import TASKS, run_bench
+    from ..bench.report import write_outputs
 
     per_method = {}
     for item in method_nfe:
