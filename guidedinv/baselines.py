@@ -1,5 +1,6 @@
 """Classical restoration baselines: the solvers. Each is a method of a recipe (``method = "wiener"``,
-:mod:`guidedinv.app.methods.classical`), run through the same :func:`guidedinv.app.solve.restore` call as the guided methods, so the command line and the benchmark
+:mod:`guidedinv.app.methods.classical`), run through the same :func:`guidedinv.app.solve.restore`
+call as the guided methods, so the command line and the benchmark
 treat them alike. No network, no randomness: the same measurement always gives the same result.
 
 Convention (restore()'s): measurement y (B, C, h, w) in [0, 1], C = 1 or 3 -> x (B, C, H, W) in
@@ -32,8 +33,8 @@ validation sets: the best mean PSNR over the Gaussian and the motion blur togeth
 """
 from __future__ import annotations
 
-
 import numpy as np
+
 __all__ = ["upsample", "wiener", "richardson_lucy", "tv_deconvolution", "biharmonic",
            "tv_denoise"]
 

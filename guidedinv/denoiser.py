@@ -16,8 +16,9 @@ Conventions
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -36,7 +37,7 @@ class Prediction:
     x0: torch.Tensor
     var_interp: torch.Tensor | None = None
 
-    def with_x0(self, x0: torch.Tensor) -> "Prediction":
+    def with_x0(self, x0: torch.Tensor) -> Prediction:
         return replace(self, x0=x0)
 
 

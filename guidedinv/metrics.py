@@ -103,7 +103,8 @@ def lpips_status(net: str = "alex") -> tuple[Any, str | None]:
     except ImportError as exc:
         reason = f"LPIPS skipped: {exc.name or 'lpips'} is not installed (pip install 'guidedinv[lpips]')"
     except Exception as exc:  # e.g. a torchvision built for another torch: "operator torchvision::nms does not exist"
-        reason = f"LPIPS skipped: lpips / torchvision cannot be imported ({type(exc).__name__}: {exc}); install a torchvision that matches torch"
+        reason = (f"LPIPS skipped: lpips / torchvision cannot be imported ({type(exc).__name__}: {exc}); "
+                  "install a torchvision that matches torch")
     if reason is None:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONES[net]
         if not cached.is_file():

@@ -6,7 +6,7 @@ moved, so a seed gives the same noise on CPU and CUDA.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -22,13 +22,13 @@ class NoiseSource:
         self.generators = list(generators)
 
     @classmethod
-    def from_seeds(cls, seeds: Sequence[int] | int, device: str | torch.device = "cpu") -> "NoiseSource":
+    def from_seeds(cls, seeds: Sequence[int] | int, device: str | torch.device = "cpu") -> NoiseSource:
         """One generator per seed (an int gives a batch of one)."""
         seeds = [seeds] if isinstance(seeds, int) else list(seeds)
         return cls([torch.Generator(device).manual_seed(int(s)) for s in seeds])
 
     @classmethod
-    def from_generator(cls, generator: torch.Generator, batch: int) -> "NoiseSource":
+    def from_generator(cls, generator: torch.Generator, batch: int) -> NoiseSource:
         """Item i gets the i-th seed drawn from ``generator``: item 0 is the same for every batch size."""
         seeds = torch.randint(0, 2**62, (batch,), generator=generator, device=generator.device).tolist()
         return cls.from_seeds(seeds, generator.device)

@@ -132,7 +132,8 @@ class NoisyProjectionStep(StepRule):
     docs/peers.md). With scale s_c, lambda_t -> s_c lambda_t and gamma_t follows from it.
 
     Draws: the svd rule draws once per step before the last (even where every gain is 0, so per-item
-    streams stay aligned); the scalar rule once per step where DDIM's s > 0, as DDIM(eta) does. sigma_y = 0 gives DDRM's noiseless step (fresh noise on the measured
+    streams stay aligned); the scalar rule once per step where DDIM's s > 0, as DDIM(eta) does. sigma_y = 0 gives DDRM's
+    noiseless step (fresh noise on the measured
     coordinates; the scalar rule is then DDIM(eta) on x0h); scale = 0 switches the correction off
     (the Projection term is then inactive) and the rule is exactly DDIM(eta).
 

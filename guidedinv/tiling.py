@@ -18,8 +18,8 @@ chunks of whole images' tiles, so an image's output does not depend on the other
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

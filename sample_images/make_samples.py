@@ -16,9 +16,9 @@ import skimage.data
 import torch
 from PIL import Image, ImageDraw
 
+from guidedinv.app.measure import simulate
 from guidedinv.io import make_mask, read_image, write_image
 from guidedinv.operators import Blur, Downsample, Identity
-from guidedinv.app.restore import simulate
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +61,8 @@ def strokes(size: tuple[int, int], seed: int) -> torch.Tensor:
 # degraded versions, each a measurement made by our own operators (sigma_y on the [0, 1] scale)
 DEGRADED = {
     "coffee_x4": ("coffee", Downsample(4, "bicubic"), 0.01, "guidedinv superres sample_images/coffee_x4.png --scale 4"),
-    "astronaut_blur": ("astronaut", Blur.gaussian(61, 3.0), 0.01, "guidedinv deblur sample_images/astronaut_blur.png --kernel gaussian:3.0"),
+    "astronaut_blur": ("astronaut", Blur.gaussian(61, 3.0), 0.01,
+                       "guidedinv deblur sample_images/astronaut_blur.png --kernel gaussian:3.0"),
     "chelsea_noisy": ("chelsea", Identity(), 0.05, "guidedinv denoise sample_images/chelsea_noisy.png --sigma 0.05"),
 }
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_tiny_prior
 from PIL import Image
 
 from guidedinv.app.batch import collect_items, item_seed
 from guidedinv.cli import run
 from guidedinv.io import TEMP_SUFFIX, read_image
-from conftest import save_tiny_prior
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 STEPS = ["--set", 'methods.diffpir.steps="4"', "--set", 'methods.pnp.steps="4"']  # whichever the task's default method is
@@ -224,8 +224,8 @@ def test_two_rank_torchrun_does_every_item_exactly_once(work):
 def test_ranks_without_a_process_group_merge_their_parts(work):
     """WORLD_SIZE/RANK set by a launcher without MASTER_ADDR: no barrier; each rank merges at its end."""
     from guidedinv.app.batch import Ranks, run_batch
-    from guidedinv.defaults import load_prior
     from guidedinv.app.recipes import apply_overrides, load_recipe
+    from guidedinv.defaults import load_prior
 
     recipe = apply_overrides(load_recipe("denoise"), ['methods.pnp.steps="2"', f'model="{work / "tiny.safetensors"}"'])
     items = collect_items([str(work / "photos")])

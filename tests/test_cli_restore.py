@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_tiny_prior
 from PIL import Image
 
 from guidedinv.cli import run
-from conftest import save_tiny_prior
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import component_of, empirical_cov
-from guidedinv import DDIM, DDPM, DPMSolverPP2M, NULL_LABEL, ClassifierFreeGuidance, ClassifierGuidance, NoiseSource, sample
+
+from guidedinv import DDIM, DDPM, NULL_LABEL, ClassifierFreeGuidance, ClassifierGuidance, DPMSolverPP2M, NoiseSource, sample
 from guidedinv.guidance import GuidanceTerm
 
 N = 8000

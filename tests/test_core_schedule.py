@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from guidedinv.schedule import VPSchedule, alpha_bar_to_sigma, cosine_betas, linear_betas, respace, sigma_to_alpha_bar
 from guidedinv.sampler import Resampling, build_path, resampling_path
+from guidedinv.schedule import VPSchedule, alpha_bar_to_sigma, cosine_betas, linear_betas, respace, sigma_to_alpha_bar
 
 TEN_TEN_TEN = [
     0, 37, 74, 111, 148, 185, 222, 259, 296, 333,

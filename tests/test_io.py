@@ -15,8 +15,17 @@ from PIL import Image, ImageOps
 
 from guidedinv.errors import InputError
 from guidedinv.io import (
-    PAD_MODES, TEMP_SUFFIX, Crop, check_mask, from_model_range, make_mask, pad_to_multiple, read_image,
-    read_mask, to_model_range, write_image,
+    PAD_MODES,
+    TEMP_SUFFIX,
+    Crop,
+    check_mask,
+    from_model_range,
+    make_mask,
+    pad_to_multiple,
+    read_image,
+    read_mask,
+    to_model_range,
+    write_image,
 )
 
 RNG = np.random.default_rng(0)
@@ -271,7 +280,7 @@ def test_make_mask_specs():
 
 
 def test_make_random_mask_fraction_and_seed():
-    a, b, c = make_mask("random:0.7", (20, 30), seed=1), make_mask("random:0.7", (20, 30), seed=1), make_mask("random:0.7", (20, 30), seed=2)
+    a, b, c = (make_mask("random:0.7", (20, 30), seed=s) for s in (1, 1, 2))
     assert a.sum() == 420 and torch.equal(a, b) and not torch.equal(a, c)
 
 

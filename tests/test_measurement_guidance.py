@@ -106,7 +106,8 @@ def seeds(n, base=0):
 
 
 # -- the exact term is the ground truth -----------------------------------------------------------
-@pytest.mark.parametrize("name, sigma_y", [("inpaint", SIGMA_Y), ("inpaint", 0.0), ("sr4-bicubic", SIGMA_Y), ("sr4-average", SIGMA_Y), ("blur", SIGMA_Y)])
+@pytest.mark.parametrize("name, sigma_y", [("inpaint", SIGMA_Y), ("inpaint", 0.0), ("sr4-bicubic", SIGMA_Y), ("sr4-average", SIGMA_Y),
+                                           ("blur", SIGMA_Y)])
 def test_exact_likelihood_samples_the_closed_form_posterior(name, sigma_y):
     prior, op, y = problem(name, sigma_y)
     mean, cov = gaussian_posterior(prior, op, y, 2 * sigma_y)
@@ -191,7 +192,8 @@ APPROX = {
     "inpaint-ddnm+": ("inpaint", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDNM_PLUS, None, 0.45),  # 0.29, 0.26
     "sr4-ddnm": ("sr4-bicubic", lambda p, op, y, s: Projection(op, y, s), 0.0, "50", DDPM("small"), None, 0.25),  # 0.09, 0.12
     "sr4-ddnm+": ("sr4-bicubic", lambda p, op, y, s: Projection(op, y, s), SIGMA_Y, "50", DDNM_PLUS, None, 0.25),  # 0.13, 0.15
-    "inpaint-repaint": ("inpaint", lambda p, op, y, s: Replacement(op, y, s), 0.0, "20", DDPM("small"), Resampling(1, 10), 0.35),  # 0.19, 0.20
+    "inpaint-repaint": ("inpaint", lambda p, op, y, s: Replacement(op, y, s), 0.0, "20", DDPM("small"), Resampling(1, 10),
+                        0.35),  # 0.19, 0.20
     "inpaint-diffpir": ("inpaint", lambda p, op, y, s: Proximal(op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.45),  # 0.30, 0.27
     "sr4-diffpir": ("sr4-bicubic", lambda p, op, y, s: Proximal(op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.25),  # 0.10, 0.12
     "blur-diffpir": ("blur", lambda p, op, y, s: Proximal(op, y, s), SIGMA_Y, "50", DDPM("small"), None, 0.25),  # 0.11, 0.10
@@ -205,7 +207,8 @@ def test_approximate_terms_land_near_the_posterior_mean(key):
     rule = rule if isinstance(rule, StepRule) else rule(op)
     mean, cov = gaussian_posterior(prior, op, y, 2 * sigma_y)
     n = 256
-    x = sample(prior, (n, *prior.event_shape), seeds(n), steps=steps, rule=rule, terms=[make(prior, op, y, sigma_y)], resample=resample, dtype=F64)
+    x = sample(prior, (n, *prior.event_shape), seeds(n), steps=steps, rule=rule, terms=[make(prior, op, y, sigma_y)],
+               resample=resample, dtype=F64)
     gap = float((prior.mean.reshape(mean.shape) - mean).norm())
     dist = float((x.mean(0, keepdim=True) - mean).norm())
     ratio = dist / gap

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from guidedinv import metrics
+from guidedinv.app.recipes import apply_overrides, load_recipe, method_settings
+from guidedinv.app.solve import restore, simulate
 from guidedinv.errors import InputError
 from guidedinv.metrics import consistency, lpips_distance, psnr, score, ssim
 from guidedinv.operators import Blur, Downsample, Identity, Inpainting
-from guidedinv.app.recipes import apply_overrides, load_recipe, method_settings
-from guidedinv.app.solve import restore, simulate
 
 
 def smooth_image(h: int = 64, w: int = 64, channels: int = 3) -> torch.Tensor:

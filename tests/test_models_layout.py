@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -160,7 +160,7 @@ def fact_sheet_layout(listing: str, class_cond: bool) -> dict[str, tuple[int, ..
     return keys
 
 
-@lru_cache(maxsize=None)
+@cache
 def built_shapes(name: str) -> dict[str, tuple[int, ...]]:
     return expected_shapes(REGISTRY[name].config)
 

@@ -375,7 +375,7 @@ def test_diffusers_checkpoint_loads_through_diffusers(tmp_path):
     try:
         import diffusers
 
-        diffusers.UNet2DModel  # diffusers imports lazily: the attribute is where a broken install fails
+        _ = diffusers.UNet2DModel  # diffusers imports lazily: the attribute is where a broken install fails
     except Exception as exc:  # absent, or present but broken (a torchvision built for another torch)
         pytest.skip(f"diffusers cannot be imported: {type(exc).__name__}: {exc}")
     torch.manual_seed(0)

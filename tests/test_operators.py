@@ -271,7 +271,8 @@ def test_kernel_files(tmp_path):
 
 def test_measurement_range_conversion_and_noise():
     x01 = torch.rand(2, 3, 12, 9, generator=torch.Generator().manual_seed(80), dtype=torch.float64)
-    for op in (Inpainting(mask_for((2, 3, 12, 9))), Downsample(3), Blur(WELL_CONDITIONED), Compose(Blur(WELL_CONDITIONED), Downsample(3, "average"))):
+    for op in (Inpainting(mask_for((2, 3, 12, 9))), Downsample(3), Blur(WELL_CONDITIONED),
+               Compose(Blur(WELL_CONDITIONED), Downsample(3, "average"))):
         y01 = op.A(x01)
         torch.testing.assert_close(op.to_model_range(y01), op.A(2 * x01 - 1), rtol=0, atol=1e-12)
         torch.testing.assert_close(op.to_unit_range(op.A(2 * x01 - 1)), y01, rtol=0, atol=1e-12)
@@ -286,7 +287,8 @@ def test_float32_and_devices():
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     x64 = rand(2, 3, 9, 6, seed=90)
     for dev in devices:
-        for op in (Inpainting(mask_for((2, 3, 9, 6))), Downsample(3), Downsample(3, "average"), Blur(WELL_CONDITIONED, "circular"), Blur(WELL_CONDITIONED, "reflect")):
+        for op in (Inpainting(mask_for((2, 3, 9, 6))), Downsample(3), Downsample(3, "average"), Blur(WELL_CONDITIONED, "circular"),
+                   Blur(WELL_CONDITIONED, "reflect")):
             x = x64.to(dev, torch.float32)
             ax = op.A(x)
             assert ax.dtype == torch.float32 and ax.device.type == dev

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 import torch
+from conftest import save_tiny_prior
 
 import guidedinv.defaults as defaults
-from conftest import save_tiny_prior
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)

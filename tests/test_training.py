@@ -101,7 +101,7 @@ def _labelled_folder(root, per_class=6, size=20):
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for k, name in enumerate(["blue", "red"]):
+    for _k, name in enumerate(["blue", "red"]):
         (root / name).mkdir(parents=True)
         for i in range(per_class):
             base = np.array([40, 60, 200] if name == "blue" else [200, 50, 40], dtype=float)

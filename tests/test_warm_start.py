@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import save_tiny_prior
 
-from guidedinv.app.solve import run_classical
+from guidedinv.app.recipes import apply_overrides, load_recipe
+from guidedinv.app.solve import restore, run_classical, warm_start
 from guidedinv.errors import InputError
 from guidedinv.io import to_model_range
 from guidedinv.models import load_denoiser
-from guidedinv.app.recipes import apply_overrides, load_recipe
-from guidedinv.app.solve import restore, warm_start
-from conftest import save_tiny_prior
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +74,8 @@ def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):
 
 def test_ddnm_noise_rule_is_a_recipe_setting(prior):
     """methods.ddnm.noise_rule reaches the Projection term: on a noisy circular blur the two rules differ."""
-    from guidedinv.guidance import Projection
     from guidedinv.app.solve import build_operator, plan_method
+    from guidedinv.guidance import Projection
 
     recipe = apply_overrides(load_recipe("deblur"), ['method="ddnm"', 'operator.boundary="circular"', "operator.size=5",
                                                      'operator.kernel="gaussian:1.0"'])

@@ -5,9 +5,9 @@ InputError naming both flags; nothing has been written when it is raised."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import InputError
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import InputError
 from .methods import METHODS, get_method, methods_for_kind
@@ -111,11 +112,11 @@ class Request:
     def uses_network(self) -> bool:
         return get_method(self.method).uses_network
 
-    def with_changes(self, assignments: Sequence[str], where: str = "--set") -> "Request":
+    def with_changes(self, assignments: Sequence[str], where: str = "--set") -> Request:
         """A new request with ``key=value`` assignments applied and everything re-checked."""
         return parse_request(apply_overrides(self.recipe, assignments, where), where)
 
-    def with_seed(self, seed: int) -> "Request":
+    def with_seed(self, seed: int) -> Request:
         recipe = copy.deepcopy(self.recipe)
         recipe["seed"] = int(seed)
         return parse_request(recipe, "recipe")

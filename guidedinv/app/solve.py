@@ -9,7 +9,8 @@ to fit and the result cropped back, so any size works.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -31,7 +31,7 @@ class Steps:
     def count(self) -> int:
         return sum(self.counts)
 
-    def with_count(self, n: int) -> "Steps":
+    def with_count(self, n: int) -> Steps:
         """The same kind of grid with ``n`` steps (a sectioned respacing becomes one section)."""
         prefix = {"respace": "", "ddim": "ddim", "logsnr": "logsnr"}[self.kind]
         return parse_steps(f"{prefix}{int(n)}", "budget")

@@ -3,7 +3,6 @@ over :mod:`guidedinv.app.batch`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -51,23 +50,23 @@ class _Quiet:
 
 def batch_command(
     recipe: str = typer.Argument(..., help="Task name (inpaint, superres, deblur, denoise) or a recipe .toml file."),
-    inputs: Optional[List[str]] = typer.Argument(
+    inputs: list[str] | None = typer.Argument(
         None, show_default=False,
         help="Image files, folders (searched recursively) or quoted glob patterns like 'photos/**/*.jpg'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one PNG per item, recipe.toml and report.json."),
-    manifest: Optional[Path] = typer.Option(
+    manifest: Path | None = typer.Option(
         None, "--manifest", "-m", show_default="none",
         help="CSV (with a header) or JSON Lines file of items; fields: input, mask, scale, seed, reference, output, id."),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", show_default="the recipe's model",
         help="The prior: 'default' (embedded), a registry name or a checkpoint file."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps; under torchrun auto is cuda:LOCAL_RANK."),
     dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
-    tile: Optional[str] = typer.Option(None, show_default="the recipe's: auto",
+    tile: str | None = typer.Option(None, show_default="the recipe's: auto",
                                        help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
                                    help="Images of the same (padded) size restored together in one network call."),
-    set_: Optional[List[str]] = typer.Option(
+    set_: list[str] | None = typer.Option(
         None, "--set", show_default="none",
         help="Override a recipe setting, KEY=VALUE (repeatable), e.g. --set method=ddnm --set seed=3."),
     simulate: bool = typer.Option(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,9 +30,9 @@ def eval_command(
     use_lpips: bool = typer.Option(False, "--lpips/--no-lpips", show_default="off",
                                    help="Also LPIPS (AlexNet; needs the lpips package and the backbone weights in torch's "
                                         "hub cache: nothing is downloaded; without them it is skipped with one message)."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", show_default="none", metavar="FILE",
+    csv_file: Path | None = typer.Option(None, "--csv", show_default="none", metavar="FILE",
                                             help="Also write the rows and a last 'mean' row to this CSV file."),
-    json_file: Optional[Path] = typer.Option(None, "--json", show_default="none", metavar="FILE",
+    json_file: Path | None = typer.Option(None, "--json", show_default="none", metavar="FILE",
                                              help="Also write the rows, the means and the unpaired images to this JSON file "
                                                   "(an identical pair's infinite PSNR is null there)."),
     strict: bool = typer.Option(False, "--strict", show_default="off",

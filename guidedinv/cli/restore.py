@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import typer
 
@@ -59,33 +60,33 @@ def _common(task: str) -> list[tuple[str, Any, Any]]:
     guided = ", ".join(f"{m} {s}" for m, s in d["steps"].items())
     methods = " | ".join(methods_for_kind(KIND_OF_TASK[task]))
     return [  # (name, annotation, default)
-        ("model", Optional[str], _opt(None, "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.",
+        ("model", str | None, _opt(None, "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.",
                                       shown=str(d["recipe"].get("model", "default")))),
-        ("method", Optional[str], _opt(None, "--method", help=f"{methods}.", shown=d["method"])),
-        ("steps", Optional[str], _opt(None, "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'.",
+        ("method", str | None, _opt(None, "--method", help=f"{methods}.", shown=d["method"])),
+        ("steps", str | None, _opt(None, "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'.",
                                       shown=f"the method's: {guided}")),
         ("seed", int, _opt(0, "--seed", help="Random seed; the same seed gives the same result.")),
-        ("sigma_y", Optional[float], _opt(None, "--sigma-y", help="Measurement noise std on the [0, 1] scale.",
+        ("sigma_y", float | None, _opt(None, "--sigma-y", help="Measurement noise std on the [0, 1] scale.",
                                           shown=str(d["sigma_y"]))),
         ("device", str, _opt("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.")),
         ("dtype", str, _opt("fp32", "--dtype", help="fp32 | fp16 | bf16 (network torso precision).")),
-        ("tile", Optional[str], _opt(None, "--tile", help="Network tiles: auto (the model's own: 64 px for the default "
+        ("tile", str | None, _opt(None, "--tile", help="Network tiles: auto (the model's own: 64 px for the default "
                                      "prior) | 0 (whole image) | N px.", shown=str(d["recipe"].get("tile", "auto")))),
-        ("out", Optional[Path], _opt(None, "--out", "-o", help="Output PNG.", shown=f"INPUT-STEM.{task}.png in the current folder")),
-        ("task_file", Optional[Path], _opt(None, "--task", help="A recipe TOML to use instead of the shipped preset "
+        ("out", Path | None, _opt(None, "--out", "-o", help="Output PNG.", shown=f"INPUT-STEM.{task}.png in the current folder")),
+        ("task_file", Path | None, _opt(None, "--task", help="A recipe TOML to use instead of the shipped preset "
                                            "(e.g. a result's .recipe.toml, to reproduce it).", shown="the shipped preset")),
-        ("set_", List[str], _opt([], "--set", help="Override a recipe value, e.g. --set methods.diffpir.zeta=0.5 (repeatable).",
+        ("set_", list[str], _opt([], "--set", help="Override a recipe value, e.g. --set methods.diffpir.zeta=0.5 (repeatable).",
                                  shown=False)),
         ("simulate", bool, _opt(False, "--simulate", help="IMAGE is clean: degrade it with the recipe first (evaluation).")),
-        ("compare", Optional[Path], _opt(None, "--compare", help="Also write input | measurement | result side by side to this PNG.",
+        ("compare", Path | None, _opt(None, "--compare", help="Also write input | measurement | result side by side to this PNG.",
                                          shown=False)),
-        ("trajectory", Optional[Path], _opt(None, "--trajectory", help="Also write the x0 estimate across the steps as a GIF.",
+        ("trajectory", Path | None, _opt(None, "--trajectory", help="Also write the x0 estimate across the steps as a GIF.",
                                             shown=False)),
-        ("class_", Optional[int], _opt(None, "--class", help="Also guide towards this class (with --classifier, or a "
+        ("class_", int | None, _opt(None, "--class", help="Also guide towards this class (with --classifier, or a "
                                        "class-conditional --model).", shown=False)),
-        ("classifier", Optional[str], _opt(None, "--classifier", help="Noisy-image classifier checkpoint for --class.",
+        ("classifier", str | None, _opt(None, "--classifier", help="Noisy-image classifier checkpoint for --class.",
                                            shown=False)),
-        ("guidance_scale", Optional[float], _opt(None, "--guidance-scale", help="Scale of the --class guidance "
+        ("guidance_scale", float | None, _opt(None, "--guidance-scale", help="Scale of the --class guidance "
                                                  "(classifier s; classifier-free w).", shown="1.0")),
         ("quiet", bool, _opt(False, "--quiet", "-q", help="No progress bar and no 'wrote' line.")),
     ]
@@ -96,27 +97,27 @@ def _specific(task: str) -> list[tuple[str, Any, Any]]:
     return {
         "inpaint": [
             ("image", Path, typer.Argument(..., help="Image to fill (PNG, JPEG, TIFF, WebP, BMP; grey, RGB or RGBA).")),
-            ("mask_file", Optional[Path], typer.Argument(None, help="Mask image, white = fill (any grey level, thresholded at 0.5).",
+            ("mask_file", Path | None, typer.Argument(None, help="Mask image, white = fill (any grey level, thresholded at 0.5).",
                                                          show_default=False)),
-            ("mask", Optional[str], _opt(None, "--mask", help="Generated mask instead of a file: box | box:SIZE | random:0.7 | half | lines.",
+            ("mask", str | None, _opt(None, "--mask", help="Generated mask instead of a file: box | box:SIZE | random:0.7 | half | lines.",
                                          shown=str(op.get("mask", "box")))),
         ],
         "superres": [
             ("image", Path, typer.Argument(..., help="Low-resolution image (with --simulate: the high-resolution original).")),
-            ("scale", Optional[int], _opt(None, "--scale", help="Integer upscaling factor (1-32).", shown=str(op.get("scale")))),
-            ("mode", Optional[str], _opt(None, "--mode", help="Downsampling model: bicubic (antialiased) | average (block mean).",
+            ("scale", int | None, _opt(None, "--scale", help="Integer upscaling factor (1-32).", shown=str(op.get("scale")))),
+            ("mode", str | None, _opt(None, "--mode", help="Downsampling model: bicubic (antialiased) | average (block mean).",
                                          shown=str(op.get("mode")))),
         ],
         "deblur": [
             ("image", Path, typer.Argument(..., help="Blurred image (with --simulate: the sharp original).")),
-            ("kernel", Optional[str], _opt(None, "--kernel", help="gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png.",
+            ("kernel", str | None, _opt(None, "--kernel", help="gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png.",
                                            shown=str(op.get("kernel")))),
-            ("kernel_size", Optional[int], _opt(None, "--kernel-size", help="Size of generated gaussian and motion kernels (odd).",
+            ("kernel_size", int | None, _opt(None, "--kernel-size", help="Size of generated gaussian and motion kernels (odd).",
                                                 shown=str(op.get("size")))),
         ],
         "denoise": [
             ("image", Path, typer.Argument(..., help="Noisy image (with --simulate: the clean original).")),
-            ("sigma", Optional[float], _opt(None, "--sigma", help="Noise std of the input on the [0, 1] scale.",
+            ("sigma", float | None, _opt(None, "--sigma", help="Noise std of the input on the [0, 1] scale.",
                                             shown=str(_preset_defaults(task)["sigma_y"]))),
         ],
     }[task]

@@ -62,8 +62,8 @@ def generate(
 
         guidedinv generate --class 0 --guidance none -n 64 --seed 7
     """
-    from ..defaults import pick_device
     from ..app.generate import load_class_models
+    from ..defaults import pick_device
     from ..generate import GUIDANCE, generate as run_generate, image_grid
     from ..io import from_model_range, write_image
     from ..sampler import build_path

@@ -43,9 +43,9 @@ class StepContext:
     x: torch.Tensor
     pred: Prediction
     labels: torch.Tensor | None
-    rng: "NoiseSource"
-    denoiser: "Denoiser"
-    rule: "StepRule | None" = None
+    rng: NoiseSource
+    denoiser: Denoiser
+    rule: StepRule | None = None
 
     @property
     def sigma(self) -> float:

@@ -35,7 +35,7 @@ class ClassifierFreeGuidance(Denoiser):
         self.num_classes = denoiser.num_classes
 
     @classmethod
-    def from_ho(cls, denoiser: Denoiser, w_ho: float) -> "ClassifierFreeGuidance":
+    def from_ho(cls, denoiser: Denoiser, w_ho: float) -> ClassifierFreeGuidance:
         """Build from Ho & Salimans' w (0 = plain conditional): scale = 1 + w_ho."""
         return cls(denoiser, 1.0 + w_ho)
 

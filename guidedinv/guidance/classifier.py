@@ -13,7 +13,7 @@ the classifier only, never through the denoiser.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

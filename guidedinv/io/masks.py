@@ -18,8 +18,8 @@ Generated masks (``make_mask``), with H x W the image size:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

@@ -42,7 +42,7 @@ class Crop:
         """Cut the box out of the last two dimensions of x (..., H', W')."""
         return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
 
-    def scaled(self, factor: int) -> "Crop":
+    def scaled(self, factor: int) -> Crop:
         """The same box on a grid ``factor`` times finer (e.g. the output of x``factor`` super-resolution)."""
         return Crop(self.top * factor, self.left * factor, self.height * factor, self.width * factor)
 

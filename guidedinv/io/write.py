@@ -13,8 +13,8 @@ import os
 import secrets
 import struct
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch

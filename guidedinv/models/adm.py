@@ -120,7 +120,7 @@ class ADMConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ADMConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ADMConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -215,7 +215,7 @@ class ADMBase(nn.Module):
                     keys.update(f"{part}.{name}.{p}" for p, _ in module.named_parameters(recurse=False))
         return keys
 
-    def convert_to(self, dtype: torch.dtype) -> "ADMBase":
+    def convert_to(self, dtype: torch.dtype) -> ADMBase:
         """Run the torso's convolutions in ``dtype`` (float16/bfloat16), the rest in float32."""
         for part in self.torso:
             for module in getattr(self, part).modules():

@@ -64,7 +64,7 @@ class DiffusersUNetConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DiffusersUNetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DiffusersUNetConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -18,7 +18,8 @@ where that conversion happens for operators whose rows do not sum to 1 (inpainti
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -110,7 +111,7 @@ class LinearOperator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
 
-    def __matmul__(self, other: "LinearOperator") -> "Compose":
+    def __matmul__(self, other: LinearOperator) -> Compose:
         if not isinstance(other, LinearOperator):
             return NotImplemented
         return Compose(other, self)
@@ -121,12 +122,12 @@ class LinearOperator:
     def in_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(int(s) for s in shape)
 
-    def spectral(self, x: torch.Tensor) -> "Spectral | None":
+    def spectral(self, x: torch.Tensor) -> Spectral | None:
         """The exact SVD A = U diag(s) V^T for images shaped like x (size, dtype, device), or None
         when this operator has none (the default; see :mod:`guidedinv.operators.spectral`)."""
         return None
 
-    def solver_after(self, first: "LinearOperator") -> "ClosedForm | None":
+    def solver_after(self, first: LinearOperator) -> ClosedForm | None:
         """A closed-form ``pinv`` / ``prox_l2`` for the product ``self @ first`` (first applied
         first), or None (the default: :class:`Compose` then solves by conjugate gradients). The
         operator applied last answers, so this module never needs to know the concrete operators."""
@@ -198,7 +199,7 @@ class Compose(LinearOperator):
             y = op.AT(y)
         return y
 
-    def spectral(self, x: torch.Tensor) -> "Spectral | None":
+    def spectral(self, x: torch.Tensor) -> Spectral | None:
         """A single factor's decomposition; a product of several has none here."""
         return self.ops[0].spectral(x) if len(self.ops) == 1 else None
 

@@ -57,7 +57,8 @@ def check_kernel(kernel: torch.Tensor | np.ndarray, normalize: bool = True) -> t
     return k / total if normalize else k
 
 
-def gaussian_kernel(size: int | tuple[int, int] = 61, sigma: float | tuple[float, float] = 3.0, truncate: float | None = None) -> torch.Tensor:
+def gaussian_kernel(size: int | tuple[int, int] = 61, sigma: float | tuple[float, float] = 3.0,
+                    truncate: float | None = None) -> torch.Tensor:
     """Sampled Gaussian exp(-d^2 / (2 sigma^2)) on an odd (kh, kw) grid centred on the middle pixel,
     summing to 1; sigma may be (sigma_y, sigma_x). ``truncate``: zero beyond truncate * sigma per axis
     (scipy's rule, radius int(truncate * sigma + 0.5)); DPS's 61x61, sigma 3 kernel is truncate=4.0."""
@@ -169,7 +170,8 @@ class Blur(LinearOperator):
     rcond: frequencies with |K| below rcond * max |K| count as zero in the circular A^+
     (default 1000 * eps of the dtype: the exact pseudo-inverse up to rounding; raise it to regularise)."""
 
-    def __init__(self, kernel: torch.Tensor | np.ndarray, boundary: Boundary = "reflect", normalize: bool = True, rcond: float | None = None) -> None:
+    def __init__(self, kernel: torch.Tensor | np.ndarray, boundary: Boundary = "reflect", normalize: bool = True,
+                 rcond: float | None = None) -> None:
         if boundary not in BOUNDARIES:
             raise InputError(f"blur boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
         self.kernel = check_kernel(kernel, normalize)
@@ -178,15 +180,16 @@ class Blur(LinearOperator):
         self._cache: dict[tuple, object] = {}
 
     @classmethod
-    def gaussian(cls, size: int | tuple[int, int] = 61, sigma: float | tuple[float, float] = 3.0, boundary: Boundary = "reflect", truncate: float | None = None) -> "Blur":
+    def gaussian(cls, size: int | tuple[int, int] = 61, sigma: float | tuple[float, float] = 3.0, boundary: Boundary = "reflect",
+                 truncate: float | None = None) -> Blur:
         return cls(gaussian_kernel(size, sigma, truncate), boundary)
 
     @classmethod
-    def motion(cls, size: int = 61, intensity: float = 0.5, seed: int | np.random.Generator = 0, boundary: Boundary = "reflect") -> "Blur":
+    def motion(cls, size: int = 61, intensity: float = 0.5, seed: int | np.random.Generator = 0, boundary: Boundary = "reflect") -> Blur:
         return cls(motion_kernel(size, intensity, seed), boundary)
 
     @classmethod
-    def from_file(cls, path: str | Path, key: str | None = None, boundary: Boundary = "reflect") -> "Blur":
+    def from_file(cls, path: str | Path, key: str | None = None, boundary: Boundary = "reflect") -> Blur:
         return cls(load_kernel(path, key), boundary)
 
     # -- circular: transfer function ----------------------------------------------------------
@@ -199,7 +202,8 @@ class Blur(LinearOperator):
             rows = ((torch.arange(kh) - kh // 2) % h)[:, None].expand(kh, kw)
             cols = ((torch.arange(kw) - kw // 2) % w)[None, :].expand(kh, kw)
             wrapped = torch.zeros(h, w, dtype=torch.float64).index_put_((rows, cols), self.kernel, accumulate=True)
-            self._cache[key] = torch.fft.rfft2(wrapped).to(device=x.device, dtype=torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+            dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+            self._cache[key] = torch.fft.rfft2(wrapped).to(device=x.device, dtype=dtype)
         return self._cache[key]  # type: ignore[return-value]
 
     def _fourier(self, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:

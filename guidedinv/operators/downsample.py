@@ -21,7 +21,8 @@ crop with :func:`crop_to_multiple` first, and keep the crop to put the result ba
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch

@@ -31,7 +31,7 @@ class Inpainting(LinearOperator):
         self.mask = m.to(torch.bool)
 
     @classmethod
-    def from_fill_mask(cls, fill: torch.Tensor) -> "Inpainting":
+    def from_fill_mask(cls, fill: torch.Tensor) -> Inpainting:
         """From a mask that marks the region to fill (True = fill, guidedinv.io's convention)."""
         return cls(~torch.as_tensor(fill, dtype=torch.bool))
 

@@ -37,7 +37,7 @@ class GaussianNoise:
         self.sigma_y = sigma_y
 
     @classmethod
-    def from_model_range(cls, sigma: float) -> "GaussianNoise":
+    def from_model_range(cls, sigma: float) -> GaussianNoise:
         """From a standard deviation stated on the model's [-1, 1] range (DPS's convention)."""
         return cls(float(sigma) / 2)
 
@@ -56,6 +56,6 @@ class GaussianNoise:
         return f"GaussianNoise(sigma_y={self.sigma_y:g} on [0, 1], {self.sigma_model:g} on [-1, 1])"
 
 
-def as_noise(noise: "GaussianNoise | float") -> GaussianNoise:
+def as_noise(noise: GaussianNoise | float) -> GaussianNoise:
     """A GaussianNoise as given, or one built from a sigma_y on the [0, 1] scale."""
     return noise if isinstance(noise, GaussianNoise) else GaussianNoise(noise)

@@ -8,7 +8,7 @@ whole mixture, so the prior also plays the part of a classifier-free-guidance mo
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -68,7 +68,7 @@ class GaussianMixturePrior(Denoiser):
             x0 = torch.where((labels == NULL_LABEL).unsqueeze(-1), x0, chosen)
         return Prediction(x0.reshape(x.shape).to(x.dtype))
 
-    def classifier(self) -> "MixtureNoisyClassifier":
+    def classifier(self) -> MixtureNoisyClassifier:
         """The exact noise-aware classifier, as a module ``(x_t, t) -> logits`` like a trained one."""
         return MixtureNoisyClassifier(self)
 

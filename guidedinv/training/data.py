@@ -6,8 +6,8 @@ GPU never waits for the CPU and the CPU path has no worker processes.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -96,11 +96,11 @@ class CropSampler:
         self.weights = sizes / sizes.sum()  # pick images in proportion to their area
 
     @classmethod
-    def from_folders(cls, sources: Sequence[str | Path], crop: int, device: str | torch.device = "cpu") -> "CropSampler":
+    def from_folders(cls, sources: Sequence[str | Path], crop: int, device: str | torch.device = "cpu") -> CropSampler:
         return cls([_load_rgb(p) for p in list_images(sources)], crop, device=device)
 
     @classmethod
-    def from_labelled_folder(cls, root: str | Path, crop: int, device: str | torch.device = "cpu") -> "CropSampler":
+    def from_labelled_folder(cls, root: str | Path, crop: int, device: str | torch.device = "cpu") -> CropSampler:
         """Crops with their image's class, from a folder with one sub-folder per class
         (:func:`labelled_images`); the class names are ``sampler.classes``."""
         files, labels, classes = labelled_images(root)

@@ -15,9 +15,9 @@ Parts: :mod:`.items` (inputs, ids, seeds), :mod:`.runner` (grouping, restoring, 
 :mod:`.report` (records and their merge), :mod:`.metrics` (PSNR, SSIM, consistency),
 :mod:`.scaleout` (ranks under torchrun).
 """
+from .folder import RECIPE_NAME
 from .items import IMAGE_SUFFIXES, MANIFEST_FIELDS, Item, collect_items, item_seed, measurement_seed, read_manifest
 from .report import REPORT_NAME
-from .folder import RECIPE_NAME
 from .runner import BatchProgress, BatchResult, run_batch
 from .scaleout import Ranks, join
 

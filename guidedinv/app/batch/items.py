@@ -25,13 +25,14 @@ import glob
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ...errors import InputError
-from ..measure import measurement_seed  # noqa: F401  (re-exported: the batch's seeding names)
 from ...io import IMAGE_SUFFIXES, is_image_file, list_images
+from ..measure import measurement_seed  # noqa: F401  (re-exported: the batch's seeding names)
 
 __all__ = ["Item", "IMAGE_SUFFIXES", "MANIFEST_FIELDS", "collect_items", "read_manifest", "item_seed",
            "measurement_seed"]

@@ -9,8 +9,7 @@ import math
 
 import torch
 
-from ...metrics import SSIM_MIN_SIDE, psnr, ssim
-from ...metrics import consistency as _consistency
+from ...metrics import SSIM_MIN_SIDE, consistency as _consistency, psnr, ssim
 from ...operators import Inpainting, LinearOperator
 
 __all__ = ["quality", "consistency", "SSIM_MIN_SIDE"]

@@ -14,13 +14,13 @@ An output counts as complete when it reads back as an image and its ``guidedinv:
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

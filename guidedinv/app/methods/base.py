@@ -11,8 +11,9 @@ so ``guidedinv --help`` stays fast; the engine is imported inside :meth:`GuidedM
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InputError
 from ..steps import Steps, parse_steps
@@ -113,8 +114,8 @@ class PlanInput:
     """What a method plans from: the operator on the solver's grid, the measurement in model range,
     its noise (sigma_y, [0, 1] scale) and the method's validated settings."""
 
-    operator: "LinearOperator"
-    y_model: "torch.Tensor"
+    operator: LinearOperator
+    y_model: torch.Tensor
     sigma_y: float
     settings: Mapping[str, Any]
 

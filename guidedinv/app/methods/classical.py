@@ -4,7 +4,8 @@ constants were chosen on training crops); here is only what a recipe may set and
 map onto a solver. A setting left out scales with the measurement noise sigma_y ([0, 1] scale)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .base import ClassicalMethod, Setting
 

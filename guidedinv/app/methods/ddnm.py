@@ -4,7 +4,8 @@ measurement's noise (DDNM+, or DDRM's rule where the operator has an exact SVD),
 steps with the engine's noisy-projection rule built on DDIM(eta); any rule works when sigma_y = 0."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ...errors import InputError
 from .base import RULE_NAMES, GuidedMethod, Plan, PlanInput, Setting

@@ -3,7 +3,8 @@ to the next level after every step, with resampling jumps (jump_length steps for
 jump_n_sample times) so the generated region harmonises with the known one. Inpainting only."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .base import RULE_NAMES, Cost, GuidedMethod, Plan, PlanInput, Setting
 
