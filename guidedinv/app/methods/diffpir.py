@@ -3,6 +3,7 @@ re-noises by ``zeta`` (its Alg. 1); a posterior-like sample with generated detai
 from __future__ import annotations
 
 from .base import RULE_NAMES, GuidedMethod, Plan, PlanInput, Setting
+from .pnp import PROXIMAL, proximal_term
 
 
 class DiffPIR(GuidedMethod):
@@ -13,18 +14,13 @@ class DiffPIR(GuidedMethod):
         Setting("rule", "str", "renoise", "step rule", choices=RULE_NAMES),
         Setting("zeta", "float", 0.3, "renoise rule: fraction of fresh noise per step", low=0.0, high=1.0),
         Setting("eta", "float", 0.0, "ddim rule: DDIM's eta", low=0.0, high=1e3),
-        Setting("lam", "float", 1.0, "weight of the prior in the proximal step (DiffPIR's lambda x 4)",
-                low=0.0, low_open=True, high=1e6),
-        Setting("scale", "float", 1.0, "strength of the data step (0: unguided)", low=0.0, high=1e3),
+        *PROXIMAL,
         *GuidedMethod.common("logsnr50"),
     )
 
     def plan(self, given: PlanInput) -> Plan:
-        from ...guidance import Proximal
-
         s = given.settings
-        term = Proximal(given.operator, given.y_model, given.sigma_y, lam=s["lam"], scale=s["scale"])
-        return Plan([term], self.rule(s, ("eta", "zeta")), s["steps"])
+        return Plan([proximal_term(given)], self.rule(s, ("eta", "zeta")), s["steps"])
 
 
 METHOD = DiffPIR()

@@ -5,25 +5,31 @@ from __future__ import annotations
 
 from .base import GuidedMethod, Plan, PlanInput, Setting
 
+# DiffPIR's data step, shared with the diffpir method: x0 <- argmin ||y - A x||^2 / (2 sigma_y^2) + rho/2 ||x - x0||^2
+PROXIMAL = (
+    Setting("lam", "float", 1.0, "weight of the prior in the proximal step (this package's lambda: DiffPIR's x 4)",
+            low=0.0, low_open=True, high=1e6),
+    Setting("scale", "float", 1.0, "strength of the data step (0: the prior alone)", low=0.0, high=1e3),
+)
+
+
+def proximal_term(given: PlanInput):
+    from ...guidance import Proximal
+
+    s = given.settings
+    return Proximal(given.operator, given.y_model, given.sigma_y, lam=s["lam"], scale=s["scale"])
+
 
 class PlugAndPlay(GuidedMethod):
     name = "pnp"
     summary = "plug-and-play (DPIR-style): denoise, then DiffPIR's proximal data step, no sampling noise; best PSNR"
     kinds = ("inpaint", "downsample", "blur", "identity")
-    settings = (
-        Setting("lam", "float", 1.0, "weight of the prior in the proximal step (this package's lambda: DiffPIR's x 4)",
-                low=0.0, low_open=True, high=1e6),
-        Setting("scale", "float", 1.0, "strength of the data step (0: the prior alone)", low=0.0, high=1e3),
-        *GuidedMethod.common("logsnr20"),
-    )
+    settings = (*PROXIMAL, *GuidedMethod.common("logsnr20"))
 
     def plan(self, given: PlanInput) -> Plan:
-        from ...guidance import Proximal
         from ...rules import make_rule
 
-        s = given.settings
-        term = Proximal(given.operator, given.y_model, given.sigma_y, lam=s["lam"], scale=s["scale"])
-        return Plan([term], make_rule("pnp"), s["steps"])
+        return Plan([proximal_term(given)], make_rule("pnp"), given.settings["steps"])
 
 
 METHOD = PlugAndPlay()
