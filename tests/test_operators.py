@@ -23,6 +23,7 @@ from guidedinv.guidance import operator_matrix
 from guidedinv.noise import NoiseSource
 from guidedinv.operators import (
     Blur,
+    ColourToGrey,
     Compose,
     Downsample,
     GaussianNoise,
@@ -68,6 +69,11 @@ OPERATORS = [
     ("compose", lambda s: Downsample(3) @ Blur(WELL_CONDITIONED, "reflect"), [(2, 3, 9, 6)]),
     ("compose-fourier", lambda s: Downsample(3, "average") @ Blur(WELL_CONDITIONED, "circular"), [(2, 1, 9, 6), (3, 3, 15, 9)]),
     ("compose-fourier-x4", lambda s: Downsample(4, "average") @ Blur(rand(5, 4, seed=4).abs(), "circular"), [(2, 3, 8, 12)]),
+    # a grey measurement of a colour image: the task's operator on the mean of the channels
+    ("grey-inpaint", lambda s: ColourToGrey(Inpainting(mask_for(s, "pixel"))), [(2, 3, 7, 10)]),
+    ("grey-bicubic-x3", lambda s: ColourToGrey(Downsample(3)), [(2, 3, 9, 6)]),
+    ("grey-blur-circular", lambda s: ColourToGrey(Blur(WELL_CONDITIONED, "circular")), [(3, 3, 9, 5)]),
+    ("grey-identity", lambda s: ColourToGrey(Identity()), [(2, 3, 7, 10)]),
 ]
 CASES = [(name, make, shape) for name, make, shapes in OPERATORS for shape in shapes]
 IDS = [f"{name}-{'x'.join(map(str, shape))}" for name, _, shape in CASES]

@@ -2,7 +2,8 @@
 the benchmark and Python scripts all come through :func:`restore`.
 
 Ranges: images and measurements are [0, 1] here (B, C, H, W); the model sees [-1, 1] (the
-conversion is guidedinv.io's). Grey images are restored as three equal channels and averaged back.
+conversion is guidedinv.io's). A grey image is a measurement of the mean of a colour image's channels (operators.ColourToGrey),
+with its noise on the grey values; the result is that mean.
 Sizes: the network needs sides divisible by its ``size_multiple``; the measurement is reflect-padded
 to fit and the result cropped back, so any size works.
 """
@@ -19,7 +20,7 @@ from ..errors import InputError
 from ..io import from_model_range, pad_sides, pad_to_multiple, to_model_range
 from ..models.load import network_size_multiple
 from ..noise import NoiseSource
-from ..operators import LinearOperator
+from ..operators import ColourToGrey, LinearOperator
 from ..sampler import StepInfo, sample
 from .measure import build_operator, default_mask, simulate
 from .methods import ClassicalMethod, GuidedMethod, Plan, PlanInput, get_method
@@ -174,13 +175,13 @@ def restore(
         kh, kw = build_operator(request, (1, 1)).kernel.shape
         y, margin = pad_sides(y, kh // 2, kh // 2, kw // 2, kw // 2, mode="reflect")
     y_pad, mask_pad, crop, factor = pad_measurement(request, y, mask, size_multiple(denoiser))
-    if channels == 1:
-        y_pad = y_pad.expand(-1, 3, -1, -1)
     hw = (y_pad.shape[-2] * factor, y_pad.shape[-1] * factor)
     operator_mask = None if mask_pad is None else mask_pad.to(device)
     if operator_mask is not None and operator_mask.ndim == 3:
         operator_mask = operator_mask.unsqueeze(1)  # (B, 1, H, W): Inpainting reads a 3-D mask as per channel
     operator = build_operator(request, hw, operator_mask, for_solver=True)
+    if channels == 1:  # a grey photo is a grey measurement of the colour image the prior knows
+        operator = ColourToGrey(operator)
     plan = plan_method(request, operator, operator.to_model_range(y_pad))
     prior, extra, labels = _guided(request, denoiser, plan.terms, batch, classifier)
     init, init_t = warm_start(request, denoiser, y_pad, mask_pad)

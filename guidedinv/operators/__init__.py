@@ -6,6 +6,7 @@ Images are batched (B, C, H, W) of any size, float32 or float64, on any device.
 from .base import Compose, LinearOperator, conjugate_gradient
 from .blur import Blur, boundary_index, check_kernel, gaussian_kernel, load_kernel, motion_kernel
 from .downsample import Downsample, crop_to_multiple, resize_matrix
+from .grey import ColourToGrey
 from .identity import Identity
 from .inpaint import Inpainting
 from .noise import GaussianNoise, as_noise
@@ -26,6 +27,7 @@ __all__ = [
     "motion_kernel",
     "load_kernel",
     "Identity",
+    "ColourToGrey",
     "GaussianNoise",
     "as_noise",
     "Spectral",
