@@ -424,3 +424,191 @@ def test_sample_images_read_and_their_masks_are_usable():
         assert img.bit_depth == 8 and img.alpha is None and "License" in img.metadata
         check_mask(read_mask(mask_path, img.size), mask_path)
     assert sum(p.stat().st_size for p in SAMPLE_IMAGES.iterdir()) < 1_500_000
+
+
+# ---------------------------------------------------------------- one size limit for every decoder
+
+def _header_lie_png(p: Path, w: int, h: int) -> None:
+    """A 1x1 8-bit grey PNG whose IHDR declares w x h (its CRC fixed, so only the size lies)."""
+    def chunk(kind: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + kind + d + struct.pack(">I", zlib.crc32(kind + d))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
+
+
+def _header_lie_jpeg(p: Path, w: int, h: int) -> None:
+    """A 16x16 JPEG whose SOF0 marker declares w x h (w, h < 65536)."""
+    Image.fromarray(samples(16, 16, 3)).save(p, quality=90)
+    data = bytearray(p.read_bytes())
+    sof = data.index(b"\xff\xc0")  # SOF0: length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
+    p.write_bytes(bytes(data))
+
+
+def patch_tiff_size(p: Path, w: int, h: int) -> None:
+    """Rewrite the ImageWidth / ImageLength tags of a one-page TIFF in place (the pixel data stays small)."""
+    import tifffile
+
+    with tifffile.TiffFile(p) as tf:
+        tags = tf.pages[0].tags
+        spots = [(tags["ImageWidth"].valueoffset, tags["ImageWidth"].dtype, w),
+                 (tags["ImageLength"].valueoffset, tags["ImageLength"].dtype, h)]
+        order = tf.byteorder
+    data = bytearray(p.read_bytes())
+    for offset, dtype, value in spots:
+        fmt = order + {3: "H", 4: "I"}[int(dtype)]
+        struct.pack_into(fmt, data, offset, value)
+    p.write_bytes(bytes(data))
+
+
+def _float_rgb_tiff_lie(p: Path) -> None:
+    """The issue's bomb: a small float RGB TIFF (read by tifffile) declaring 14000 x 14000 = 196 Mpx."""
+    import tifffile
+
+    tifffile.imwrite(p, np.full((8, 8, 3), 0.5, np.float32), photometric="rgb", compression="zlib")
+    patch_tiff_size(p, 14000, 14000)
+
+
+def _grey_tiff_lie(dtype) -> object:
+    def make(p: Path) -> None:
+        import tifffile
+
+        tifffile.imwrite(p, np.ones((8, 8), dtype), photometric="minisblack", compression="zlib")
+        patch_tiff_size(p, 14000, 14000)
+    return make
+
+
+HEADER_LIES = {
+    "png_65535_squared": ("b.png", lambda p: _header_lie_png(p, 65535, 65535), "65535x65535"),
+    "png_2g_by_1": ("w.png", lambda p: _header_lie_png(p, 2**31 - 1, 1), "2147483647x1"),
+    "jpeg": ("b.jpg", lambda p: _header_lie_jpeg(p, 60000, 50000), "60000x50000"),
+    "tiff_float_rgb": ("f.tif", _float_rgb_tiff_lie, "14000x14000"),
+    "tiff_float_grey": ("g.tif", _grey_tiff_lie(np.float32), "14000x14000"),
+    "tiff_16bit_grey": ("s.tif", _grey_tiff_lie(np.uint16), "14000x14000"),
+    "tiff_8bit_grey": ("e.tif", _grey_tiff_lie(np.uint8), "14000x14000"),
+}
+
+
+@pytest.mark.parametrize("case", HEADER_LIES)
+def test_files_declaring_huge_sizes_are_refused_from_the_header(tmp_path, case):
+    """Each file is a few hundred bytes; decoding 196 Mpx would take seconds and GBs, so a quick
+    refusal naming the declared size proves the check ran on the header."""
+    import resource
+
+    name, make, declared = HEADER_LIES[case]
+    path = tmp_path / name
+    make(path)
+    assert path.stat().st_size < 10_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and declared in message
+    assert "over the limit of 128,000,000 pixels" in message and "GUIDEDINV_MAX_PIXELS" in message and "guidedinv.io.MAX_PIXELS" in message
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 200_000, f"peak memory grew by {grown_kb} kB: the file was decoded"
+
+
+def _save(fmt: str, mode: str = "RGB", **options) -> object:
+    def make(p: Path) -> None:
+        v = samples(40, 30, {"L": 1, "RGB": 3}[mode])
+        Image.fromarray(v[..., 0] if mode == "L" else v, mode).save(p, fmt, **options)
+    return make
+
+
+def _tiff(dtype, c: int) -> object:
+    def make(p: Path) -> None:
+        import tifffile
+
+        v = samples(40, 30, c, np.uint16).astype(dtype) / (65535 if np.dtype(dtype).kind == "f" else 1)
+        tifffile.imwrite(p, v.astype(dtype) if c > 1 else v[..., 0].astype(dtype), photometric="rgb" if c == 3 else "minisblack")
+    return make
+
+
+EVERY_DECODER = {
+    "png8": ("a.png", _save("PNG")),
+    "png16_rgb": ("b.png", lambda p: raw_png(p, samples(40, 30, 3, np.uint16))),
+    "jpeg": ("c.jpg", _save("JPEG")),
+    "webp": ("d.webp", _save("WEBP", lossless=True)),
+    "bmp": ("e.bmp", _save("BMP")),
+    "gif": ("f.gif", _save("GIF", "L")),
+    "ppm": ("g.ppm", _save("PPM")),
+    "pgm16": ("h.pgm", lambda p: p.write_bytes(b"P5 30 40 65535 " + samples(40, 30, 1, np.uint16).astype(">u2").tobytes())),
+    "tiff8_rgb": ("i.tif", _save("TIFF")),
+    "tiff16_grey": ("j.tif", _tiff(np.uint16, 1)),
+    "tiff16_rgb": ("k.tif", _tiff(np.uint16, 3)),
+    "tiff_float32_grey": ("l.tif", _tiff(np.float32, 1)),
+    "tiff_float32_rgb": ("m.tif", _tiff(np.float32, 3)),
+    "tiff_float64_rgb": ("n.tif", _tiff(np.float64, 3)),
+}
+
+
+@pytest.mark.parametrize("case", EVERY_DECODER)
+def test_one_limit_for_every_decoder(tmp_path, monkeypatch, case):
+    """A 30x40 file of every format and sample type: read under a limit of 1200 pixels, refused at 1199."""
+    import guidedinv.io
+
+    name, make = EVERY_DECODER[case]
+    path = tmp_path / name
+    make(path)
+    monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", 30 * 40)
+    assert read_image(path).size == (40, 30)
+    monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", 30 * 40 - 1)
+    with pytest.raises(InputError, match=r"declares 30x40 pixels \(0\.0 Mpx\), over the limit of 1,199 pixels") as info:
+        read_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_limit_setting_order_env_and_bad_values(tmp_path, monkeypatch):
+    """guidedinv.io.MAX_PIXELS beats $GUIDEDINV_MAX_PIXELS beats the default; bad settings are named."""
+    import guidedinv.io
+    from guidedinv.io import DEFAULT_MAX_PIXELS, check_pixels, max_pixels
+
+    path = tmp_path / "a.png"
+    _save("PNG")(path)
+    monkeypatch.delenv("GUIDEDINV_MAX_PIXELS", raising=False)
+    assert max_pixels() == DEFAULT_MAX_PIXELS == 128_000_000
+    check_pixels("photo.jpg", 6000, 4000)  # a 24 Mpx photo passes
+    check_pixels("phone.jpg", 12_000, 9_000)  # 108 Mpx too
+    with pytest.raises(InputError, match="196.0 Mpx"):
+        check_pixels("bomb.tif", 14000, 14000)
+    monkeypatch.setenv("GUIDEDINV_MAX_PIXELS", "1199")
+    with pytest.raises(InputError, match="over the limit of 1,199 pixels"):
+        read_image(path)
+    monkeypatch.setenv("GUIDEDINV_MAX_PIXELS", " 1200 ")
+    assert read_image(path).size == (40, 30)
+    monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", 1199)  # the Python setting wins over the environment
+    with pytest.raises(InputError, match="1,199"):
+        read_image(path)
+    monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", None)
+    for bad in ["abc", "0", "-5", "1e9", "12.5"]:
+        monkeypatch.setenv("GUIDEDINV_MAX_PIXELS", bad)
+        with pytest.raises(InputError, match=f"GUIDEDINV_MAX_PIXELS={bad!r}: expected a whole number"):
+            read_image(path)
+    monkeypatch.delenv("GUIDEDINV_MAX_PIXELS")
+    for bad in [0, -1, 2.5, "100", True]:
+        monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", bad)
+        with pytest.raises(InputError, match="guidedinv.io.MAX_PIXELS"):
+            read_image(path)
+
+
+def test_pillow_check_replaced_while_reading_and_restored(tmp_path, monkeypatch):
+    """Pillow's own bomb check (warning above MAX_IMAGE_PIXELS, error above twice that) does not
+    fire under ours, so raising our limit works past Pillow's 179 Mpx; Pillow's setting is put back."""
+    import warnings
+
+    import guidedinv.io
+
+    path = tmp_path / "a.png"
+    _save("PNG")(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone: an error for 1200 pixels
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path).size == (40, 30)
+        monkeypatch.setattr(guidedinv.io, "MAX_PIXELS", 1000)
+        with pytest.raises(InputError, match="over the limit of 1,000 pixels"):
+            read_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 100

@@ -16,12 +16,23 @@ how pixels are stored, all documented here, are:
 Integer samples are scaled by 2^bits - 1 (16-bit keeps its full precision, 8-bit is exact); floats
 must lie in [0, 1] and be finite. Everything else (a missing, empty, corrupt or truncated file, a
 multi-frame file, an unknown colour mode) is an ``InputError`` with one line naming the file.
+
+Size limit (one for every format and sample type): the width x height a file declares is checked
+against :func:`max_pixels` from its header, before any pixel is decoded, so a small file that
+declares a huge image (a decompression bomb) costs nothing. The limit is ``guidedinv.io.MAX_PIXELS``
+when a program sets it, else the environment variable ``GUIDEDINV_MAX_PIXELS``, else
+``DEFAULT_MAX_PIXELS`` (128 Mpx). Pillow's own bomb check is replaced by this one while we read.
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A)/LA PNGs are decoded by Pillow twice (high and
 low bytes of each sample) and 16-bit or float colour TIFFs are read with tifffile.
 """
 from __future__ import annotations
 
+import os
 import struct
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +42,15 @@ from PIL import Image
 
 from ..errors import InputError
 
-__all__ = ["ImageData", "read_image", "ACCEPTED_FORMATS"]
+__all__ = ["ImageData", "read_image", "ACCEPTED_FORMATS", "max_pixels", "check_pixels", "DEFAULT_MAX_PIXELS",
+           "MAX_PIXELS_ENV"]
+
+# 128 Mpx: every camera photo (24 Mpx with 5x to spare, 100 Mpx medium format) passes; reading one
+# at the limit peaks near 3.6 GB for 8-bit RGB (28 bytes a pixel measured: samples, float32, the
+# tensor) and 5.9 GB for a float64 RGB TIFF (46 bytes), a quarter of a 24 GB machine; beyond it a
+# file is a bomb or a panorama that the restoration could not hold anyway.
+DEFAULT_MAX_PIXELS = 128_000_000
+MAX_PIXELS_ENV = "GUIDEDINV_MAX_PIXELS"
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "WebP", "BMP", "GIF", "PPM")
 _PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "DIB", "GIF", "PPM")
@@ -74,12 +93,67 @@ class ImageData:
         return self.height, self.width
 
 
+def max_pixels() -> int:
+    """The largest width x height :func:`read_image` decodes: ``guidedinv.io.MAX_PIXELS`` when set
+    (not None), else ``$GUIDEDINV_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``. InputError for a
+    setting that is not a whole number > 0."""
+    setting = getattr(sys.modules[__package__], "MAX_PIXELS", None)
+    if setting is not None:
+        if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+            raise InputError(f"guidedinv.io.MAX_PIXELS = {setting!r}: expected a whole number of pixels > 0 (or None)")
+        return setting
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{MAX_PIXELS_ENV}={text!r}: expected a whole number of pixels > 0, e.g. {MAX_PIXELS_ENV}=300000000")
+    return value
+
+
+def check_pixels(path: str | Path, width: int, height: int, what: str = "image") -> None:
+    """InputError when a file declares more than :func:`max_pixels` pixels (width x height)."""
+    limit = max_pixels()
+    if int(width) * int(height) > limit:
+        raise InputError(f"{path}: {what} declares {width}x{height} pixels ({width * height / 1e6:.1f} Mpx), over the limit of "
+                         f"{limit:,} pixels ({limit / 1e6:g} Mpx); if the file is trusted and memory allows, raise the limit "
+                         f"with {MAX_PIXELS_ENV}=N (environment) or guidedinv.io.MAX_PIXELS = N (Python)")
+
+
+_pillow_lock = threading.Lock()
+_pillow_users = 0
+_pillow_saved: int | None = None
+
+
+@contextmanager
+def _own_size_check() -> Iterator[None]:
+    """Pillow's bomb check (a warning above 89 Mpx, an error above 179 Mpx, at open and again at
+    load) off while read_image uses Pillow: ``check_pixels`` replaces it, so one limit holds for
+    every format and raising it works. Counted, so overlapping reads in threads restore it once."""
+    global _pillow_users, _pillow_saved
+    with _pillow_lock:
+        if _pillow_users == 0:
+            _pillow_saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        _pillow_users += 1
+    try:
+        yield
+    finally:
+        with _pillow_lock:
+            _pillow_users -= 1
+            if _pillow_users == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_saved
+
+
 def read_image(path: str | Path) -> ImageData:
     """Read one image file into an ``ImageData`` (see the module docstring for what is accepted)."""
     path = Path(path)
     _check_file(path)
+    max_pixels()  # a bad setting is reported as itself, not as a bad file
     try:
-        with Image.open(path, formats=_PILLOW_FORMATS) as im:
+        with _own_size_check(), Image.open(path, formats=_PILLOW_FORMATS) as im:
             return _from_pillow(im, path)
     except InputError:
         raise
@@ -118,6 +192,7 @@ def _unidentified(path: Path) -> ImageData:
 
 
 def _from_pillow(im: Image.Image, path: Path) -> ImageData:
+    check_pixels(path, *im.size)  # from the header: nothing decoded yet
     fmt = "JPEG" if im.format == "MPO" else im.format
     frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
     if frames > 1:
@@ -194,8 +269,11 @@ def _read_tiff(path: Path) -> ImageData:
             if len(tf.pages) != 1:
                 raise InputError(f"{path}: has {len(tf.pages)} frames or pages; only single-frame images are accepted")
             page = tf.pages[0]
-            samples, axes = page.asarray(), page.axes
+            check_pixels(path, page.imagewidth, page.imagelength)  # from the tags, before decoding
+            axes, n = page.axes, int(page.samplesperpixel)
             photometric, extras = int(page.photometric), tuple(page.extrasamples)
+            _check_tiff_layout(path, axes, n, photometric, extras)  # before decoding too
+            samples = page.asarray()
             tags = {tag.code: tag.value for tag in page.tags.values()}
     except InputError:
         raise
@@ -203,20 +281,25 @@ def _read_tiff(path: Path) -> ImageData:
         raise InputError(f"{path}: corrupt or unreadable TIFF ({e})") from None
     if axes == "SYX":
         samples = np.moveaxis(samples, 0, -1)
-    n = samples.shape[-1] if samples.ndim == 3 else 1
-    colour = {1: 1, 2: 3}.get(photometric)  # MINISBLACK, RGB
-    ok_alpha = n == (colour or 0) + 1 and extras[:1] in ((0,), (2,))  # unspecified or unassociated
-    if axes not in ("YX", "YXS", "SYX") or colour is None or not (n == colour or ok_alpha):
-        raise InputError(f"{path}: unsupported TIFF layout (photometric {photometric}, {n} samples, extra {extras}); "
-                         "accepted: grey or RGB, optionally with one unassociated alpha channel")
+    if samples.shape[:2] != (page.imagelength, page.imagewidth) or (samples.shape[2:] or (1,)) != (n,):
+        raise InputError(f"{path}: corrupt TIFF: decoded shape {samples.shape} differs from the declared "
+                         f"{page.imagewidth}x{page.imagelength}x{n}")
     if samples.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         raise InputError(f"{path}: unsupported TIFF sample type {samples.dtype}; accepted: 8/16-bit unsigned or float")
-    mode = ("L", "LA", "RGB", "RGBA")[[1, 2, 3, 4].index(n)]
+    mode = ("L", "LA", "RGB", "RGBA")[n - 1]
     metadata = {name: tags[code] for code, name in _TEXT_TAGS.items() if isinstance(tags.get(code), str)}
     orientation = tags.get(274, 1)
     icc = tags.get(34675)
     return _finish(samples, samples.dtype.itemsize * 8, mode, "TIFF", path, orientation, metadata,
                    bytes(icc) if icc is not None else None)
+
+
+def _check_tiff_layout(path: Path, axes: str, n: int, photometric: int, extras: tuple) -> None:
+    colour = {1: 1, 2: 3}.get(photometric)  # MINISBLACK, RGB
+    ok_alpha = n == (colour or 0) + 1 and extras[:1] in ((0,), (2,))  # unspecified or unassociated
+    if axes not in ("YX", "YXS", "SYX") or colour is None or not (n == colour or ok_alpha):
+        raise InputError(f"{path}: unsupported TIFF layout (photometric {photometric}, {n} samples, extra {extras}); "
+                         "accepted: grey or RGB, optionally with one unassociated alpha channel")
 
 
 def _finish(samples: np.ndarray, bits: int, mode: str, fmt: str, path: Path, orientation: object,
@@ -236,7 +319,8 @@ def _finish(samples: np.ndarray, bits: int, mode: str, fmt: str, path: Path, ori
         x = s.astype(np.float32)
     else:
         x = s.astype(np.float32) / np.float32(np.iinfo(s.dtype).max)
-    orientation = int(orientation) if orientation in _ORIENT else 1  # other values are reserved: ignored
+    # other values (reserved numbers, a malformed tag) are ignored, as viewers do
+    orientation = int(orientation) if isinstance(orientation, (int, np.integer)) and int(orientation) in _ORIENT else 1
     t = torch.from_numpy(np.ascontiguousarray(_ORIENT[orientation](x).transpose(2, 0, 1)))
     colour = 1 if n <= 2 else 3
     alpha = t[colour:].clone() if n > colour else None
