@@ -612,3 +612,16 @@ def test_pillow_check_replaced_while_reading_and_restored(tmp_path, monkeypatch)
         with pytest.raises(InputError, match="over the limit of 1,000 pixels"):
             read_image(path)
     assert Image.MAX_IMAGE_PIXELS == 100
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_damaged_header_names_the_format(tmp_path, fmt):
+    """A file that starts with a format's signature but whose header is cut is 'corrupt or truncated', not 'not an image'."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(samples(20, 20, 3)).save(buf, fmt)
+    path = tmp_path / "cut.img"
+    path.write_bytes(buf.getvalue()[:14])
+    with pytest.raises(InputError, match="corrupt or truncated image file"):
+        read_image(path)

@@ -188,7 +188,16 @@ def _unidentified(path: Path) -> ImageData:
         return _read_tiff(path)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and 0 in (size := struct.unpack(">II", head[16:24])):
         raise InputError(f"{path}: image is empty ({size[0]}x{size[1]} pixels)")
+    for magic, fmt in _SIGNATURES:
+        if head.startswith(magic) and (fmt != "WebP" or head[8:12] == b"WEBP"):
+            raise InputError(f"{path}: corrupt or truncated image file (a {fmt} signature, but its header cannot be read)")
     raise InputError(f"{path}: not an image file that can be read (accepted: {', '.join(ACCEPTED_FORMATS)})")
+
+
+# the first bytes of accepted formats (those long enough not to begin a text file by chance): a file
+# that starts like one is a damaged one
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"RIFF", "WebP"))
 
 
 def _from_pillow(im: Image.Image, path: Path) -> ImageData:

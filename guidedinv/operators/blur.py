@@ -16,13 +16,20 @@ The padded modes work for kernels larger than the image (the extension repeats),
 folds the padding back exactly, and their A^+ and proximal step use conjugate gradients.
 
 Kernels: :func:`gaussian_kernel`, :func:`motion_kernel` (a seeded random camera-shake trajectory),
-:func:`load_kernel` (.npy, .npz with a key, or an image file such as .png).
+:func:`load_kernel` (.npy, .npz with a key, or an image file such as .png). A kernel file is
+untrusted: its header is checked (version, dtype, shape, declared size against the bytes present
+and against ``guidedinv.io.max_pixels()``) before any data is read, nothing is unpickled, and
+every fault is one InputError naming the file. :func:`check_kernel_fits` refuses a kernel larger
+than the image it blurs.
 """
 from __future__ import annotations
 
 import math
+import struct
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -32,7 +39,7 @@ from ..errors import InputError
 from .base import LinearOperator, check_image
 from .spectral import Fourier
 
-__all__ = ["Blur", "check_kernel", "gaussian_kernel", "motion_kernel", "load_kernel", "boundary_index"]
+__all__ = ["Blur", "check_kernel", "check_kernel_fits", "gaussian_kernel", "motion_kernel", "load_kernel", "boundary_index"]
 
 Boundary = Literal["circular", "reflect", "symmetric"]
 BOUNDARIES = ("circular", "reflect", "symmetric")
@@ -40,8 +47,14 @@ BOUNDARIES = ("circular", "reflect", "symmetric")
 
 def check_kernel(kernel: torch.Tensor | np.ndarray, normalize: bool = True) -> torch.Tensor:
     """A float64 (kh, kw) kernel; (1, kh, kw) and (1, 1, kh, kw) are squeezed. InputError unless it is
-    finite and sums to a positive number; scaled to sum to 1 when ``normalize``."""
-    k = torch.as_tensor(np.asarray(kernel) if not isinstance(kernel, torch.Tensor) else kernel)
+    a 2-D array of real numbers, finite, and sums to a positive number; scaled to sum to 1 when
+    ``normalize``."""
+    if not isinstance(kernel, torch.Tensor):
+        a = np.asarray(kernel)
+        if a.dtype.kind not in "iuf":
+            raise InputError(f"a blur kernel must hold real numbers (float or integer), got dtype {a.dtype}")
+        kernel = torch.from_numpy(np.array(a, dtype=np.float64))  # a copy: float16 / longdouble too, read-only arrays
+    k = kernel
     while k.ndim > 2 and k.shape[0] == 1:
         k = k[0]
     if k.ndim != 2 or k.numel() == 0:
@@ -50,11 +63,37 @@ def check_kernel(kernel: torch.Tensor | np.ndarray, normalize: bool = True) -> t
         raise InputError(f"a blur kernel must hold real numbers, got {k.dtype}")
     k = k.detach().to("cpu", torch.float64)
     if not bool(torch.isfinite(k).all()):
-        raise InputError("blur kernel holds NaN or infinite values")
+        raise InputError("blur kernel holds NaN or infinite values; accepted: finite numbers summing to a positive number")
+    if not bool(k.any()):
+        raise InputError(f"blur kernel is all zeros ({k.shape[1]}x{k.shape[0]}); it must sum to a positive number "
+                         "(it is then scaled to sum to 1)")
     total = float(k.sum())
+    if not math.isfinite(total):
+        raise InputError(f"blur kernel's sum overflows ({total}): its values are too large; scale them down "
+                         "(it is scaled to sum to 1 anyway)")
     if not total > 0:
         raise InputError(f"blur kernel sums to {total:.4g}; it must sum to a positive number (it is then scaled to sum to 1)")
-    return k / total if normalize else k
+    if not normalize:
+        return k
+    k = k / total
+    if not bool(torch.isfinite(k).all()):
+        raise InputError(f"blur kernel sums to {total:.4g}, too close to 0 for its values (up to {float(k.abs().max()):.4g} once "
+                         "scaled to sum to 1); accepted: a kernel whose sum is a positive number not cancelled by its negative values")
+    return k
+
+
+def check_kernel_fits(kernel_shape: tuple[int, ...] | torch.Size, image_hw: tuple[int, ...], name: str = "blur kernel") -> None:
+    """InputError when a (..., kh, kw) kernel is taller or wider than the (..., H, W) image it blurs.
+
+    Blurring with such a kernel is defined (the padded boundaries repeat) but meaningless and slow
+    (a 2001x2001 kernel on a 64 px image ran for minutes). Call it where the image size is known,
+    before any model loads. name: how the message refers to the kernel (e.g. "--kernel k.npy").
+    """
+    kh, kw = (int(v) for v in tuple(kernel_shape)[-2:])
+    h, w = (int(v) for v in tuple(image_hw)[-2:])
+    if kh > h or kw > w:
+        raise InputError(f"{name} is {kw}x{kh} pixels but the image is {w}x{h}; a kernel must not be larger than the image "
+                         f"it blurs (accepted: at most {w}x{h}; crop the kernel or give a larger image)")
 
 
 def gaussian_kernel(size: int | tuple[int, int] = 61, sigma: float | tuple[float, float] = 3.0,
@@ -124,30 +163,116 @@ def motion_kernel(size: int = 61, intensity: float = 0.5, seed: int | np.random.
 
 def load_kernel(path: str | Path, key: str | None = None) -> torch.Tensor:
     """A kernel from .npy, .npz (``key`` names the array; optional when the file holds one) or an
-    image file (.png, ...; read as grey levels); checked and normalised by :func:`check_kernel`."""
+    image file (.png, ...; read by :func:`guidedinv.io.read_image` as grey levels, exact integer
+    samples); checked and normalised by :func:`check_kernel`. Every fault of the file is one
+    InputError naming it (module docstring)."""
+    from ..io import IMAGE_SUFFIXES
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"kernel file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
+        data = _guarded(path, lambda: _read_npy_file(path))
     elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.keys())
-            if key is None and len(names) != 1:
-                raise InputError(f"{path} holds {len(names)} kernels ({', '.join(names)}); name one with key=")
-            if key is not None and key not in names:
-                raise InputError(f"{path} has no kernel {key!r}; it holds {', '.join(names)}")
-            data = archive[key if key is not None else names[0]]
+        data = _guarded(path, lambda: _read_npz(path, key))
+    elif suffix in IMAGE_SUFFIXES:
+        data = _kernel_image(path)
     else:
-        from PIL import Image, UnidentifiedImageError
+        raise InputError(f"{path}: not a kernel file; accepted: .npy, .npz (with a key), or an image "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    try:
+        return check_kernel(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
-        try:
-            with Image.open(path) as img:
-                data = np.asarray(img.convert("F"), dtype=np.float64)
-        except (UnidentifiedImageError, OSError):
-            raise InputError(f"{path}: not a kernel file; accepted: .npy, .npz (with a key), or an image such as .png") from None
-    return check_kernel(data)
+
+# what a corrupt .npy header or zip archive raises (numpy, zipfile, zlib)
+_CORRUPT = (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
+            struct.error, IndexError, KeyError, OverflowError, UnicodeError)
+
+
+def _guarded(path: Path, read):  # type: ignore[no-untyped-def]
+    try:
+        return read()
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the kernel file (permission denied)") from None
+    except _CORRUPT as e:
+        raise InputError(f"{path}: corrupt or truncated kernel file ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _read_npy_file(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        return _read_npy(f, path.stat().st_size, str(path))
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    """One array of a .npz (numpy.savez) archive, read as :func:`_read_npy` reads a .npy file."""
+    with zipfile.ZipFile(path) as archive:
+        members = {(n[:-4] if n.endswith(".npy") else n): n for n in archive.namelist()}
+        names = list(members)
+        if key is None and len(names) != 1:
+            raise InputError(f"{path} holds {len(names)} kernels ({', '.join(names) or 'none'}); name one with key=")
+        if key is not None and key not in members:
+            raise InputError(f"{path} has no kernel {key!r}; it holds {', '.join(names) or 'nothing'}")
+        info = archive.getinfo(members[key if key is not None else names[0]])
+        with archive.open(info) as f:
+            return _read_npy(f, info.file_size, f"{path}:{key if key is not None else names[0]}")
+
+
+def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
+    """A .npy stream of ``size`` bytes: header checked (version 1.0 / 2.0, a real dtype, a 2-D shape
+    after leading 1s, at most max_pixels() values, all its bytes present) before the data is read;
+    never unpickled."""
+    from ..io import check_pixels
+
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version not in ((1, 0), (2, 0)):
+        raise InputError(f"{where}: .npy format version {version[0]}.{version[1]} is not accepted; accepted: 1.0 and 2.0 (numpy.save)")
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    if dtype.hasobject or dtype.kind not in "iuf":
+        what = "Python objects (never unpickled)" if dtype.hasobject else f"dtype {dtype}"
+        raise InputError(f"{where}: the array holds {what}; a blur kernel is an array of real numbers (float or integer)")
+    dims = list(shape)
+    while len(dims) > 2 and dims[0] == 1:
+        dims.pop(0)
+    if len(dims) != 2 or min(dims) < 1:
+        raise InputError(f"{where}: a blur kernel must be a 2-D array (kh, kw), got shape {tuple(shape)}")
+    check_pixels(where, dims[1], dims[0], what="kernel")
+    need = math.prod(shape) * dtype.itemsize
+    present = size - f.tell()
+    if present < need:
+        raise InputError(f"{where}: truncated kernel file: its header declares shape {tuple(shape)} of {dtype} "
+                         f"({need} bytes) but {max(present, 0)} bytes follow")
+    data = f.read(need)
+    if len(data) != need:
+        raise InputError(f"{where}: truncated kernel file: {len(data)} of {need} bytes could be read")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _kernel_image(path: Path) -> np.ndarray:
+    """Grey levels of an image kernel as exact integer samples (8/16/1-bit) or its float samples.
+    Colour that is not grey and transparency are refused: neither says how to weigh the channels
+    (a colour-mapped plot of a kernel is not its values)."""
+    from ..io import read_image
+
+    try:
+        data = read_image(path)
+    except InputError as exc:
+        raise InputError(f"blur kernel {exc}") from None
+    image = data.image
+    if data.alpha is not None and not bool((data.alpha == 1).all()):
+        raise InputError(f"{path}: kernel image has transparency; accepted: grey levels without alpha (or a .npy array)")
+    if image.shape[0] == 3 and not bool((image == image[:1]).all()):
+        raise InputError(f"{path}: kernel image is in colour; accepted: a grey image (or a .npy array)")
+    grey = image[0].double().numpy()
+    if data.bit_depth <= 16:  # integer samples: undo the scaling to [0, 1] exactly
+        grey = np.rint(grey * (2**data.bit_depth - 1))
+    return grey
 
 
 def boundary_index(n: int, before: int, after: int, mode: Boundary) -> torch.Tensor:
