@@ -2,7 +2,9 @@
 shipped inside the package), a registry name, or a checkpoint path, on the device asked for."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,12 +67,16 @@ def parse_tile(text: str | int) -> str | int:
 
 
 def load_prior(
-    model: str = "default", device: str | torch.device = "auto", dtype: str | None = None, tile: str | int = "auto"
+    model: str = "default", device: str | torch.device = "auto", dtype: str | None = None, tile: str | int = "auto",
+    flags: str | Mapping[str, Any] | None = None, flags_from: str = "flags",
 ) -> Denoiser:
     """The prior named by ``model``: 'default', a registry name or a file path. ``tile``: how the network
-    sees a large image (guidedinv.models.load_model): 'auto', 0 (whole image) or tiles of N px."""
+    sees a large image (guidedinv.models.load_model): 'auto', 0 (whole image) or tiles of N px.
+    ``flags``: model flags for a checkpoint the registry does not know (guidedinv.models.flags), a dict
+    or text such as "num_heads=4 use_new_attention_order=true"; ``flags_from`` names where they came
+    from in errors and in ``denoiser.inferred`` (e.g. "--model-flags")."""
     from .models import load_denoiser
 
     dev = pick_device(device) if isinstance(device, str) else device
     source = resolve_model(model)
-    return load_denoiser(source, device=dev, dtype=dtype, tile=parse_tile(tile))
+    return load_denoiser(source, device=dev, dtype=dtype, tile=parse_tile(tile), flags=flags, flags_from=flags_from)

@@ -37,7 +37,11 @@ class Inferred:
     null_label: the label index meaning "no class" (classifier-free guidance), if the network has
     one; train_crop: the crop size (px) of guidedinv's training, where the file records it (it sets
     the default inference tiling, guidedinv.tiling); assumed: fields not visible in the shapes and
-    where their values came from; matches: registry entries with this exact layout."""
+    where their values came from; matches: registry entries with this exact layout; recorded_by:
+    the source that knows the hidden fields (the file's metadata, the registry entry it was asked
+    for by name), None where they are a layout match's or guesses; guessed: what is still a guess
+    ("attention heads", "attention order", "noise schedule"); flags / flag_sources: the model flags
+    applied (guidedinv.models.flags) and where each came from."""
 
     format: str
     config: ADMConfig | du.DiffusersUNetConfig
@@ -47,6 +51,10 @@ class Inferred:
     prediction: str = "eps"
     null_label: int | None = None
     train_crop: int | None = None
+    recorded_by: str | None = None
+    guessed: tuple[str, ...] = ()
+    flags: dict[str, Any] = field(default_factory=dict)
+    flag_sources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         kind = self.config.kind if isinstance(self.config, ADMConfig) else "unet"
@@ -61,6 +69,9 @@ class Inferred:
             "config": self.config.to_dict(),
             "assumed": dict(self.assumed),
             "registry_matches": list(self.matches),
+            "recorded_by": self.recorded_by,
+            "guessed": list(self.guessed),
+            "flags": {k: {"value": v, "from": self.flag_sources.get(k, "")} for k, v in self.flags.items()},
         }
 
 
@@ -129,7 +140,7 @@ def infer_config(
         return _infer(shapes, entry, metadata)
     except ModelError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError) as exc:  # shapes no network can have
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError, RuntimeError) as exc:  # shapes no network can have
         raise ModelError(f"the state dict does not describe a network guidedinv can build ({exc})") from exc
 
 
@@ -142,7 +153,8 @@ def _infer(shapes: Shapes, entry: ModelEntry | None, metadata: Mapping[str, Any]
         matches = _registry_matches(cfg)
         schedule, prediction = str(metadata.get("schedule", "linear")), str(metadata.get("prediction", "eps"))
         null, crop = metadata.get("null_label"), metadata.get("train_crop")
-        return Inferred(_family(cfg), cfg, schedule, {"all": "file metadata"}, matches, prediction, null, crop)
+        return Inferred(_family(cfg), cfg, schedule, {"all": "file metadata"}, matches, prediction, null, crop,
+                        recorded_by="the file's guidedinv metadata")
     if fmt == "diffusers":
         shapes = du.rename_legacy_keys(shapes)
         base = _parse_diffusers(shapes)
@@ -196,17 +208,24 @@ def _complete(base: ADMConfig | du.DiffusersUNetConfig, shapes: Shapes, entry: M
         hidden = ("attention_order", "num_heads", "head_channels", "num_heads_upsample", "image_size")
     else:
         hidden = ("sample_size", "norm_eps", "freq_shift", "flip_sin_to_cos", "downsample_padding")
+    recorded_by, guessed = None, ()
     if source is not None:
         cfg = replace(base, **{n: getattr(source.config, n) for n in hidden})
         origin, schedule = f"registry entry {source.name}", source.schedule
+        if source is entry:
+            recorded_by = origin
+        else:
+            origin += " (same layout)"
     else:
         cfg = _default_heads(base) if isinstance(base, ADMConfig) else base
         origin, schedule = "default", "linear"
+        if isinstance(cfg, ADMConfig):  # an ADM network always has attention (its middle block)
+            guessed = ("attention heads", "attention order") + (("noise schedule",) if cfg.kind == "unet" else ())
     assumed = {n: origin for n in hidden}
     assumed["schedule"] = origin
     what = f"the {_family(cfg)} layout inferred from it ({_summary(cfg)})"
     check_shapes(shapes, expected_shapes(cfg), what)
-    return Inferred(_family(cfg), cfg, schedule, assumed, matches)
+    return Inferred(_family(cfg), cfg, schedule, assumed, matches, recorded_by=recorded_by, guessed=guessed)
 
 
 def _default_heads(cfg: ADMConfig) -> ADMConfig:

@@ -173,8 +173,11 @@ def download(source: str | os.PathLike, progress: bool = True, verify: bool = Tr
     """The local path of a model: ``source`` itself if it is an existing file or directory, else the
     cached download of the registry model of that name (fetched now if missing, verified if present)."""
     path = Path(source).expanduser()
-    if path.exists():
-        return path
+    try:
+        if path.exists():
+            return path
+    except OSError as exc:  # a folder on the way that cannot be searched, a name too long for the file system
+        raise ModelError(f"cannot read {str(source)[:200]!r}: {exc.strerror or exc}") from exc
     entry = lookup(str(source))
     if entry is None:
         raise ModelError(

@@ -16,13 +16,9 @@ Typical use::
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import replace
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +31,11 @@ from ..errors import ModelError
 from ..schedule import VPSchedule
 from ..tiling import Tiling, recommended_tiling, tiles_of
 from . import diffusers_unet as du
-from .adm import ADMConfig, build_network
+from .adm import build_network
+from .checkpoint import Checkpoint, check_weight, open_checkpoint
 from .config import Inferred, detect_format, infer_config
 from .download import download
+from .flags import apply_flags, check_model_flags, describe_guess, flags_file, merge_flags, parse_model_flags, read_flags_file
 from .registry import ModelEntry, lookup
 
 __all__ = [
@@ -48,11 +46,16 @@ __all__ = [
     "load_classifier",
     "resolve_dtype",
     "network_size_multiple",
+    "inspect_checkpoint",
+    "ModelFlagsWarning",
 ]
 
-TRAINING_FORMAT = "guidedinv-adm-1"  # the metadata format of guidedinv/training/export.py
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-NESTED_KEYS = ("ema", "model_ema", "state_dict", "model", "net")  # wrappers training scripts put around a state dict
+Flags = str | Mapping[str, Any] | None
+
+
+class ModelFlagsWarning(UserWarning):
+    """A checkpoint loaded with guessed attention heads / qkv order / schedule (see guidedinv.models.flags)."""
+
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -62,145 +65,6 @@ DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
 }
-
-
-class Checkpoint:
-    """A weights file opened for reading: ``shapes`` (key -> shape) without reading any data,
-    ``tensor(key)`` one CPU tensor at a time, ``metadata`` (guidedinv's training record, if any)."""
-
-    def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], get: Any, metadata: dict[str, Any]) -> None:
-        self.path, self.shapes, self._get, self.metadata = path, shapes, get, metadata
-        self.file_keys = {k: k for k in shapes}
-
-    def tensor(self, key: str) -> torch.Tensor:
-        return self._get(self.file_keys[key])
-
-    def rename(self, mapping: Mapping[str, str]) -> None:
-        """Expose file key ``old`` as ``mapping[old]`` (e.g. legacy diffusers attention names)."""
-        self.file_keys = {mapping.get(k, k): v for k, v in self.file_keys.items()}
-        self.shapes = {mapping.get(k, k): s for k, s in self.shapes.items()}
-
-
-def _weights_file(path: Path) -> Path:
-    """The weights file of ``path``: itself, or the one weights file inside a model directory."""
-    if not path.is_dir():
-        return path
-    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
-        if (path / name).is_file():
-            return path / name
-    found = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if len(found) != 1:
-        raise ModelError(f"{path} is a directory with {len(found)} weight files; pass the file itself")
-    return found[0]
-
-
-def _sniff(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        return "torch-zip"
-    # safetensors: a little-endian u64 header length, then the JSON header. Checked before the pickle
-    # marker: a header length whose low byte is 0x80 (e.g. 0x8380) starts the file like a pickle.
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if head[:1] == b"\x80":
-        return "torch-legacy"
-    if not head:
-        raise ModelError(f"{path} is empty")
-    raise ModelError(f"{path} is not a checkpoint guidedinv can read (expected a torch .pt/.bin file or safetensors)")
-
-
-@contextmanager
-def open_checkpoint(path: str | os.PathLike) -> Iterator[Checkpoint]:
-    """Open a weights file (or model directory) safely; a ModelError explains any failure."""
-    path = _weights_file(Path(path).expanduser())
-    if not path.is_file():
-        raise ModelError(f"no such file: {path}")
-    kind = _sniff(path)
-    if kind == "safetensors":
-        with _safetensors(path) as ckpt:
-            yield ckpt
-    else:
-        yield _torch_checkpoint(path, mmap=kind == "torch-zip")
-
-
-@contextmanager
-def _safetensors(path: Path) -> Iterator[Checkpoint]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(
-            f"cannot read {path}: {exc} (the file is corrupt or truncated; delete it and download again)"
-        ) from exc
-    with handle as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        metadata = _training_record(f.metadata() or {}, path)
-        yield _strip_prefix(Checkpoint(path, shapes, f.get_tensor, metadata))
-
-
-def _training_record(raw: Mapping[str, str], path: Path) -> dict[str, Any]:
-    """The metadata guidedinv's training export writes (guidedinv/training/export.py), parsed;
-    empty for any other file."""
-    if raw.get("format") != TRAINING_FORMAT:
-        return {}
-    try:
-        return {
-            "format": "adm",
-            "config": json.loads(raw["config"]),
-            "schedule": raw.get("schedule", "linear"),
-            "prediction": raw.get("prediction", "eps"),
-            "null_label": int(raw["null_label"]) if raw.get("null_label") else None,
-            "train_crop": _train_crop(json.loads(raw.get("card") or "{}")),
-        }
-    except (KeyError, ValueError) as exc:
-        raise ModelError(f"{path} has unreadable guidedinv metadata ({exc})") from exc
-
-
-def _train_crop(card: Any) -> int | None:
-    crop = card.get("crop") if isinstance(card, dict) else None
-    return int(crop) if isinstance(crop, int) and crop > 0 else None
-
-
-def _torch_checkpoint(path: Path, mmap: bool) -> Checkpoint:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        parts = [p.strip() for p in str(exc).split("\n\n") if p.strip()]
-        reason = next((p for p in parts[1:] if not p.startswith("Check the documentation")), parts[0] if parts else "")
-        raise ModelError(
-            f"refusing to load {path}: it holds Python objects other than tensors, which could run code when "
-            f"unpickled ({reason.splitlines()[0][:200]}); guidedinv loads only plain weights "
-            "(torch.load weights_only=True) or safetensors"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"cannot read {path}: {first} (the file is corrupt or truncated; delete it and download again)"
-        ) from exc
-    state = _unwrap(obj, path)
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return _strip_prefix(Checkpoint(path, shapes, state.__getitem__, {}))
-
-
-def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(obj, Mapping):
-        raise ModelError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors:
-        return tensors
-    for key in NESTED_KEYS:
-        if isinstance(obj.get(key), Mapping):
-            return _unwrap(obj[key], path)
-    raise ModelError(f"{path} holds no tensors (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
-
-
-def _strip_prefix(ckpt: Checkpoint) -> Checkpoint:
-    """DataParallel / DistributedDataParallel save every key with a "module." prefix."""
-    if ckpt.shapes and all(k.startswith("module.") for k in ckpt.shapes):
-        ckpt.rename({k: k[len("module.") :] for k in ckpt.shapes})
-    return ckpt
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -232,7 +96,8 @@ def _check_device(device: str | torch.device | None, dtype: torch.dtype) -> torc
 
 
 def _materialize(inferred: Inferred, ckpt: Checkpoint, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """Build on the meta device, then assign each tensor on ``device`` in its final dtype."""
+    """Build on the meta device, then assign each tensor on ``device`` in its final dtype, refusing
+    non-floating or non-finite weights as each one is read (no second copy of the model)."""
     cfg = inferred.config
     if isinstance(cfg, du.DiffusersUNetConfig):
         wrapper = du.build_diffusers_unet(cfg)
@@ -241,9 +106,14 @@ def _materialize(inferred: Inferred, ckpt: Checkpoint, device: torch.device, dty
         wrapper = module = build_network(cfg, "meta")
         reduced = module.reduced_precision_keys()
     state = {}
-    for key in module.state_dict():
+    for key, expected in module.state_dict().items():
         target = dtype if key in reduced else torch.float32
-        state[key] = ckpt.tensor(key).to(device=device, dtype=target)
+        stored = ckpt.tensor(key)
+        if not expected.is_floating_point():  # no such buffer in these networks; kept as stored if one appears
+            state[key] = stored.to(device=device)
+            continue
+        state[key] = stored.to(device=device, dtype=target) if stored.is_floating_point() else stored
+        check_weight(ckpt.path, key, stored, state[key])
     try:
         module.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
@@ -254,14 +124,62 @@ def _materialize(inferred: Inferred, ckpt: Checkpoint, device: torch.device, dty
 def _resolve(source: str | os.PathLike, progress: bool) -> tuple[Path, ModelEntry | None]:
     """(local path, registry entry or None for a local file)."""
     path = download(source, progress=progress)
-    return path, None if Path(source).expanduser().exists() else lookup(str(source))
+    try:
+        local = Path(source).expanduser().exists()
+    except OSError:  # a name too long to be a path, a folder that cannot be searched: download() said which
+        local = False
+    return path, None if local else lookup(str(source))
 
 
-def inspect_checkpoint(source: str | os.PathLike, progress: bool = True) -> tuple[Inferred, ModelEntry | None, Path]:
-    """The inferred configuration of a file or named model (downloading a name if needed)."""
+def _given_flags(flags: Flags, schedule: str | None, attention_order: str | None, where: str) -> dict[str, Any]:
+    """The caller's flags, typed and checked (an InputError naming ``where``)."""
+    given = parse_model_flags(flags, where) if isinstance(flags, str) else check_model_flags(flags or {}, where)
+    extra: dict[str, Any] = {}
+    if schedule is not None:
+        extra["noise_schedule"] = schedule
+    if attention_order is not None:
+        if attention_order not in ("legacy", "new"):
+            raise ModelError(f"attention_order must be 'legacy' or 'new', got {attention_order!r}")
+        extra["use_new_attention_order"] = attention_order == "new"
+    for key, value in check_model_flags(extra, "schedule / attention_order").items():
+        if key in given and given[key] != value:
+            raise ModelError(f"{key} is given twice: {given[key]!r} in flags and {value!r} as a keyword argument")
+        given[key] = value
+    return given
+
+
+def _configure(ckpt: Checkpoint, entry: ModelEntry | None, given: dict[str, Any], where: str) -> Inferred:
+    """The inferred configuration with the given flags and those of the file beside the checkpoint
+    applied; one warning line (ModelFlagsWarning) when heads, order or schedule remain guesses."""
+    inferred = infer_config(ckpt.shapes, entry, ckpt.metadata)
+    side = flags_file(ckpt.path)
+    flags, sources = merge_flags(given, where, read_flags_file(ckpt.path), str(side))
+    inferred = apply_flags(inferred, flags, sources)
+    if inferred.guessed:
+        warnings.warn(
+            f"{ckpt.path} matches no registry model and records no settings: guessing {_and(inferred.guessed)} "
+            f"({describe_guess(inferred)}); a network trained otherwise computes something else. State them as model "
+            f"flags (e.g. num_heads=4 use_new_attention_order=true) or in {side.name}",
+            ModelFlagsWarning,
+            stacklevel=3,
+        )
+    return inferred
+
+
+def _and(items: tuple[str, ...]) -> str:
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def inspect_checkpoint(
+    source: str | os.PathLike, progress: bool = True, flags: Flags = None, flags_from: str = "flags"
+) -> tuple[Inferred, ModelEntry | None, Path]:
+    """The inferred configuration of a file or named model (downloading a name if needed), with the
+    model flags applied as :func:`load_model` applies them."""
+    where = flags_from
+    given = _given_flags(flags, None, None, where)
     path, entry = _resolve(source, progress)
     with open_checkpoint(path) as ckpt:
-        return infer_config(ckpt.shapes, entry, ckpt.metadata), entry, path
+        return _configure(ckpt, entry, given, where), entry, path
 
 
 def load_model(
@@ -272,6 +190,8 @@ def load_model(
     attention_order: str | None = None,
     progress: bool = True,
     tile: int | str | None = "auto",
+    flags: Flags = None,
+    flags_from: str = "flags",
 ) -> NetworkDenoiser | nn.Module:
     """Load a named model or a local checkpoint, configured from its own state dict.
 
@@ -288,30 +208,34 @@ def load_model(
     device: default CUDA when available, else CPU. dtype: "fp32" (default), "fp16" or "bf16": the
     convolutions of the UNet's torso run in that dtype, embeddings and norms in float32, as
     guided-diffusion's use_fp16 does; refused with a ModelError where the device cannot run it.
-    schedule / attention_order: override what the registry or the defaults say (only needed for
-    checkpoints that are not in the registry and differ from guided-diffusion's defaults).
+    flags: what the tensor shapes cannot show, for checkpoints that are neither in the registry nor
+    exported by guidedinv (:mod:`guidedinv.models.flags`): a dict such as ``{"num_heads": 4,
+    "use_new_attention_order": True}`` or the same as text (``"num_heads=4
+    use_new_attention_order=true"`` or ``"--num_heads 4 --use_new_attention_order True"``); merged
+    with ``STEM.flags.json`` beside the file. Without them such a checkpoint loads with guessed heads,
+    order and schedule and a :class:`ModelFlagsWarning`. flags_from: how errors and ``models info``
+    name where they came from (e.g. "--model-flags"). schedule / attention_order ("legacy" / "new"):
+    the same as the flags noise_schedule / use_new_attention_order.
     tile: how a diffusion model's network sees large images (guidedinv.tiling): "auto" (default) tiles
     of 4/3 of the training crop where the file records one (guidedinv's own priors), else the whole
     image; an int N > 0: N px tiles sharing N/8 px; 0 or None: the whole image in one call.
+
+    Refused with a ModelError naming the file: unreadable, empty, corrupt or truncated files, pickles
+    of anything but tensors, unknown layouts, and weights that are not floating point or not finite
+    (each tensor is checked as it is read).
     """
+    where = flags_from
+    given = _given_flags(flags, schedule, attention_order, where)
     target_dtype = resolve_dtype(dtype)
     dev = _check_device(device, target_dtype)
     path, entry = _resolve(source, progress)
     with open_checkpoint(path) as ckpt:
         if detect_format(ckpt.shapes) == "diffusers":
             ckpt.rename({k: du.current_key(k) for k in ckpt.shapes})
-        inferred = infer_config(ckpt.shapes, entry, ckpt.metadata)
-        if attention_order is not None:
-            if not isinstance(inferred.config, ADMConfig):
-                raise ModelError("attention_order applies to ADM checkpoints only")
-            if attention_order not in ("legacy", "new"):
-                raise ModelError(f"attention_order must be 'legacy' or 'new', got {attention_order!r}")
-            inferred = replace(inferred, config=replace(inferred.config, attention_order=attention_order))
-        if schedule is not None:
-            inferred = replace(inferred, schedule=schedule)
+        inferred = _configure(ckpt, entry, given, where)
         net = _materialize(inferred, ckpt, dev, target_dtype)
     cfg = inferred.config
-    if isinstance(cfg, ADMConfig) and cfg.kind == "classifier":
+    if getattr(cfg, "kind", None) == "classifier":
         out: nn.Module = net
     else:
         try:
