@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from .schedule import VPSchedule
-from .tiling import Tiling, tiled_call
+from .tiling import Tiling, tiled_call, training_tiling
 
 __all__ = ["NULL_LABEL", "Prediction", "Denoiser", "NetworkDenoiser", "timestep_tensor"]
 
@@ -122,7 +122,7 @@ class NetworkDenoiser(Denoiser):
         return self.net(x, t, labels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> Prediction:
-        out = tiled_call(self._call_net, x, (t, labels), self.tiling).to(x.dtype)
+        out = tiled_call(self._call_net, x, (t, labels), self.tiling, fallback=training_tiling(self)).to(x.dtype)
         var_interp = None
         if self.learned_sigma:
             if out.shape[1] != 2 * x.shape[1]:

@@ -12,36 +12,59 @@ activation memory of a network call, so a large image fits where the whole image
 Blending: each tile's output is weighted by a separable window that ramps linearly over the shared
 band, the weights are summed per pixel and the blend divides by that sum, so the weights form a
 partition of unity: a network that acts pixel by pixel gives the same output tiled or not. Tiles are
-laid out per image (the last tile of a row or column is flush with the border) and evaluated in
-chunks of whole images' tiles, so an image's output does not depend on the other images of a batch.
+laid out per image (the last tile of a row or column is flush with the border).
+
+Chunks: the tiles of a call (image by image, each in box order) go to the network in chunks whose
+activations fit the memory budget (guidedinv.memory: a quarter of the available memory, at most
+2 GiB by default), so memory stays flat with image size. Every pixel adds its tiles' outputs in box
+order whatever the chunks, so chunking changes nothing but the network's batch (bit for bit for a
+network whose per-item outputs do not depend on the batch). A whole image over the budget runs on the
+network's training tiles where they are known, else it is refused. With gradients (DPS) each chunk is
+checkpointed when the activations kept for the backward pass would exceed the budget. On 1 CPU
+thread the embedded prior's 1024 px call (361 tiles): one chunk 32.2 s, 2.84 GB (before the
+allocator fix of guidedinv.memory); see benchmarks/memory.py for the figures now.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["Tiling", "tiles_of", "tile_starts", "blend_window", "tiled_call", "recommended_tiling"]
+from .errors import InputError
+from .memory import call_bytes, ensure_allocator_tuned, format_bytes, memory_budget
+
+__all__ = ["Tiling", "tiles_of", "tile_starts", "blend_window", "tiled_call", "recommended_tiling", "tile_progress",
+           "plan_call", "CallPlan", "tile_boxes", "training_tiling"]
+
+PROBE = 128  # a whole image's activation bytes are measured on a crop of at most this side
 
 
 @dataclass(frozen=True)
 class Tiling:
     """Evaluate on ``size`` x ``size`` tiles sharing ``overlap`` px with their neighbours.
 
-    ``max_tiles``: at most this many tiles per network call (whole images' worth at a time, at least one
-    image): bounds the activation memory."""
+    ``max_tiles``: at most this many tiles per network call; ``budget``: the activation bytes of one
+    network call (None: :func:`guidedinv.memory.memory_budget`). The tiles of a call (of one image or
+    of a batch) go in chunks that respect both (:func:`plan_call`)."""
 
     size: int
     overlap: int
     max_tiles: int = 64
+    budget: int | None = None
 
     def __post_init__(self) -> None:
         if self.size < 1 or not 0 <= self.overlap < self.size:
             raise ValueError(f"tiling needs size >= 1 and 0 <= overlap < size, got size {self.size}, overlap {self.overlap}")
         if self.max_tiles < 1:
             raise ValueError(f"tiling max_tiles must be >= 1, got {self.max_tiles}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"tiling budget must be None or >= 1 byte, got {self.budget}")
 
     def describe(self) -> str:
         return f"{self.size} px tiles, {self.overlap} px shared"
@@ -86,37 +109,164 @@ def blend_window(length: int, overlap: int, dtype: torch.dtype, device: torch.de
     return w
 
 
+ProgressHook = Callable[[int, int], None]
+_progress: ContextVar[ProgressHook | None] = ContextVar("guidedinv_tile_progress", default=None)
+
+
+@contextmanager
+def tile_progress(callback: ProgressHook | None) -> Iterator[None]:
+    """Inside: every network call through :func:`tiled_call` reports ``callback(done, total)``, tiles done
+    of the call's total (all images' tiles; a whole-image call counts images), once with done = 0 before
+    the first chunk and after each chunk."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """How one network call runs: ``tiling`` (None: whole images; the fallback when the whole image is
+    over the budget), ``tiles`` items in chunks of ``chunk``, ``item_bytes`` each; ``checkpoint``: with
+    gradients, each chunk is recomputed in the backward pass instead of keeping its activations;
+    ``fell_back``: the whole image was over the budget and ``tiling`` is the fallback."""
+
+    tiling: Tiling | None
+    tiles: int
+    chunk: int
+    item_bytes: int
+    grad: bool = False
+    checkpoint: bool = False
+    fell_back: bool = False
+
+    @property
+    def peak_bytes(self) -> int:
+        """Activation bytes the call holds at its peak: one chunk's, or with gradients and no
+        checkpointing every tile's kept activations."""
+        return self.item_bytes * (self.tiles if self.grad and not self.checkpoint else self.chunk)
+
+
+def tile_boxes(height: int, width: int, tiling: Tiling) -> tuple[int, int, list[tuple[int, int]]]:
+    """Tile height, width and top-left corners of ``tiling`` on an image of ``height`` x ``width``."""
+    th, tw = min(tiling.size, height), min(tiling.size, width)
+    return th, tw, [(i, j) for i in tile_starts(height, th, tiling.overlap) for j in tile_starts(width, tw, tiling.overlap)]
+
+
+def plan_call(
+    batch: int, height: int, width: int, tiling: Tiling | None, item_bytes: Callable[[int, int], int], budget: int,
+    grad: bool = False, fallback: Tiling | None = None,
+) -> CallPlan:
+    """The chunks of one network call on ``batch`` images of ``height`` x ``width`` under ``budget``
+    activation bytes; ``item_bytes(h, w)``: bytes of one h x w item (grad: kept activations included).
+
+    Tiles go in chunks of at most ``budget // item_bytes`` (and ``tiling.max_tiles``), at least one:
+    a tile is never split, since that would change the output. Whole images (no tiling, or an image no
+    larger than a tile) go in chunks of whole images; an image alone over the budget runs on
+    ``fallback`` tiles, or is refused with an InputError saying what would fit. With gradients the
+    kept activations of every chunk add up, so when all of them are over the budget each chunk is
+    checkpointed (recomputed in the backward pass: one more forward pass, bounded memory).
+    """
+    whole = tiling is None or (height <= tiling.size and width <= tiling.size)
+    if whole:
+        per, count, cap = max(1, int(item_bytes(height, width))), batch, batch
+    else:
+        th, tw, boxes = tile_boxes(height, width, tiling)
+        per, count, cap = max(1, int(item_bytes(th, tw))), batch * len(boxes), tiling.max_tiles
+    if whole and per > budget:
+        if fallback is not None and not (height <= fallback.size and width <= fallback.size):
+            plan = plan_call(batch, height, width, fallback, item_bytes, budget, grad)
+            return replace(plan, fell_back=True)
+        scale = math.sqrt(budget / per)
+        raise InputError(
+            f"tile 0 (whole image): one {width}x{height} image needs about {format_bytes(per)} in one network call, over "
+            f"the memory budget of {format_bytes(budget)}; at most about {int(width * scale)}x{int(height * scale)} px "
+            "fit whole: run it in tiles (--tile N) or raise the budget (--memory)")
+    chunk = max(1, min(cap, count, budget // per))
+    checkpoint = grad and per * count > budget
+    return CallPlan(None if whole else tiling, count, chunk, per, grad, checkpoint)
+
+
 def tiled_call(
     fn: Callable[..., torch.Tensor],
     x: torch.Tensor,
     per_item: tuple[torch.Tensor | None, ...],
     tiling: Tiling | None,
+    *,
+    budget: int | None = None,
+    fallback: Tiling | None = None,
 ) -> torch.Tensor:
-    """``fn(x, *per_item)`` evaluated tile by tile and blended (see the module notes).
+    """``fn(x, *per_item)`` evaluated tile by tile, in chunks under a memory budget, and blended (see the
+    module notes and :func:`plan_call`).
 
     x: (B, C, H, W); per_item: tensors of leading size B (timesteps, labels) or None, repeated for each
-    tile of their image. The whole image in one call when ``tiling`` is None or the image fits in a tile.
+    tile of their image. ``tiling`` None: whole images. budget: activation bytes of one network call
+    (default ``tiling.budget``, else :func:`guidedinv.memory.memory_budget`); fallback: the tiling
+    for a whole image over the budget (the network's training tiles), else such an image is refused.
     """
-    if tiling is None or (x.shape[-2] <= tiling.size and x.shape[-1] <= tiling.size):
-        return fn(x, *per_item)
+    ensure_allocator_tuned()
+    limit = budget or (tiling.budget if tiling is not None and tiling.budget else memory_budget(x.device))
+    grad = torch.is_grad_enabled()
     batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    th, tw = min(tiling.size, height), min(tiling.size, width)
-    boxes = [(i, j) for i in tile_starts(height, th, tiling.overlap) for j in tile_starts(width, tw, tiling.overlap)]
-    weight = (blend_window(th, tiling.overlap if th < height else 0, x.dtype, x.device)[:, None]
-              * blend_window(tw, tiling.overlap if tw < width else 0, x.dtype, x.device)[None, :])
+    first = tuple(None if e is None else e[:1] for e in per_item)
+
+    def item_bytes(h: int, w: int) -> int:
+        if (h, w) != (height, width) or max(h, w) <= PROBE:
+            return call_bytes(fn, x[:1, :, :h, :w], first, grad)
+        ph, pw = min(h, PROBE), min(w, PROBE)  # a whole image: measured on a crop, linear in its pixels
+        return call_bytes(fn, x[:1, :, :ph, :pw], first, grad) * h * w // (ph * pw)
+
+    plan = plan_call(batch, height, width, tiling, item_bytes, limit, grad, fallback)
+    if plan.fell_back:
+        warnings.warn(f"tile 0: a {width}x{height} image is over the memory budget of {format_bytes(limit)} in one network "
+                      f"call; running it on {plan.tiling.describe()} instead (raise --memory to run it whole)",
+                      RuntimeWarning, stacklevel=2)
+    report = _progress.get()
+    if report is not None:
+        report(0, plan.tiles)
+    run = (lambda *a: checkpoint(fn, *a, use_reentrant=False)) if plan.checkpoint else fn
+    if plan.tiling is None:
+        if plan.chunk >= batch:
+            out = run(x, *per_item)
+            if report is not None:
+                report(batch, batch)
+            return out
+        parts = []
+        for b0 in range(0, batch, plan.chunk):
+            b1 = min(batch, b0 + plan.chunk)
+            parts.append(run(x[b0:b1], *(None if e is None else e[b0:b1] for e in per_item)))
+            if report is not None:
+                report(b1, batch)
+        return torch.cat(parts)
+    th, tw, boxes = tile_boxes(height, width, plan.tiling)
+    weight = (blend_window(th, plan.tiling.overlap if th < height else 0, x.dtype, x.device)[:, None]
+              * blend_window(tw, plan.tiling.overlap if tw < width else 0, x.dtype, x.device)[None, :])
     norm = torch.zeros(height, width, dtype=x.dtype, device=x.device)
     for i, j in boxes:
         norm[i:i + th, j:j + tw] += weight
-    images_per_call = max(1, tiling.max_tiles // len(boxes))
-    outputs = []
-    for b0 in range(0, batch, images_per_call):
-        b1 = min(batch, b0 + images_per_call)
-        tiles = torch.cat([x[b0:b1, :, i:i + th, j:j + tw] for i, j in boxes])  # tile-major: k * n + b
-        extras = tuple(None if e is None else e[b0:b1].repeat(len(boxes), *([1] * (e.dim() - 1))) for e in per_item)
-        out = fn(tiles, *extras)
-        n = b1 - b0
-        blended = out.new_zeros(n, out.shape[1], height, width)
-        for k, (i, j) in enumerate(boxes):
-            blended[:, :, i:i + th, j:j + tw] += out[k * n:(k + 1) * n] * weight
-        outputs.append(blended / norm)
-    return torch.cat(outputs)
+    items = [(b, i, j) for b in range(batch) for i, j in boxes]  # image by image, each in box order
+    blended: torch.Tensor | None = None
+    for c0 in range(0, len(items), plan.chunk):
+        part = items[c0:c0 + plan.chunk]
+        tiles = torch.stack([x[b, :, i:i + th, j:j + tw] for b, i, j in part])
+        index = torch.tensor([b for b, _, _ in part], device=x.device)
+        out = run(tiles, *(None if e is None else e[index] for e in per_item))
+        if blended is None:
+            blended = out.new_zeros(batch, out.shape[1], height, width)
+        for k, (b, i, j) in enumerate(part):  # every pixel sums its tiles in box order, whatever the chunks
+            blended[b, :, i:i + th, j:j + tw] += out[k] * weight
+        if report is not None:
+            report(c0 + len(part), len(items))
+    assert blended is not None
+    return blended.div_(norm)
+
+
+def training_tiling(denoiser: object) -> Tiling | None:
+    """The tiles of the network's training crop (:func:`recommended_tiling`) where its loader recorded
+    one (``denoiser.inferred.train_crop``), else None: the fallback of a whole image over the budget."""
+    crop = getattr(getattr(denoiser, "inferred", None), "train_crop", None)
+    if not crop:
+        return None
+    from .models.load import network_size_multiple  # the models import this module
+
+    return recommended_tiling(crop, network_size_multiple(getattr(denoiser, "net", None)))

@@ -105,3 +105,121 @@ def test_recommended_tiling_is_four_thirds_of_the_training_crop():
 def test_bad_tilings_are_refused(size, overlap, max_tiles):
     with pytest.raises(ValueError, match="tiling"):
         Tiling(size, overlap, max_tiles)
+
+
+# -- chunks under a memory budget (guidedinv.memory) ----------------------------------------------------
+def _recording(net):
+    """``net`` that also records the batch size of every call."""
+    sizes: list[int] = []
+
+    def fn(x, *extras):
+        sizes.append(x.shape[0])
+        return net(x, *extras)
+
+    return fn, sizes
+
+
+def _groupnorm_net():
+    conv = torch.nn.Conv2d(3, 3, 5, padding=2).double()
+    torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(2))
+    gn = torch.nn.GroupNorm(1, 3).double()
+    return lambda x, t: gn(conv(x)) * (t / 1000).view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["groupnorm", "pointwise"])
+def test_chunks_under_a_budget_give_the_output_of_one_call(kind):
+    """Chunks of 1, 5 (crossing from one image to the next) and all 18 tiles of three 130x100 images:
+    the same output; the chunks follow the budget and never exceed it."""
+    from guidedinv.memory import call_bytes
+
+    net = _groupnorm_net() if kind == "groupnorm" else (lambda x, t: pointwise(x, t))
+    x = torch.randn(3, 3, 130, 100, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t = torch.tensor([100.0, 400.0, 800.0], dtype=torch.float64)
+    outs = {}
+    with torch.no_grad():
+        for per_call in (18, 5, 1):
+            fn, sizes = _recording(net)
+            per_tile = call_bytes(fn, x[:1, :, :64, :64], (t[:1],), False)
+            sizes.clear()  # the measurement's own call
+            outs[per_call] = tiled_call(fn, x, (t,), Tiling(64, 16, max_tiles=1000), budget=per_call * per_tile + per_tile // 2)
+            assert sizes == [per_call] * (18 // per_call) + ([18 % per_call] if 18 % per_call else [])
+    assert torch.equal(outs[18], outs[5]) and torch.equal(outs[18], outs[1])
+
+
+def test_max_tiles_caps_the_tiles_of_one_image():
+    """Before, one image's tiles always went into one call whatever max_tiles said."""
+    fn, sizes = _recording(lambda x, t: pointwise(x, t))
+    x = torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    t = torch.tensor([300.0], dtype=torch.float64)
+    with torch.no_grad():
+        out = tiled_call(fn, x, (t,), Tiling(64, 16, max_tiles=4), budget=2**40)
+    assert sizes[-3:] == [4, 4, 1]  # 3 x 3 tiles
+    assert torch.allclose(out, pointwise(x, t), atol=1e-12, rtol=0)
+
+
+def test_progress_reports_every_chunk_up_to_the_total():
+    from guidedinv.tiling import tile_progress
+
+    seen: list[tuple[int, int]] = []
+    x = torch.randn(2, 3, 160, 160, dtype=torch.float64)
+    with torch.no_grad():
+        with tile_progress(lambda done, total: seen.append((done, total))):
+            tiled_call(lambda x, t: pointwise(x, t), x, (torch.ones(2),), Tiling(64, 16, max_tiles=4), budget=2**40)
+        assert seen == [(0, 18), (4, 18), (8, 18), (12, 18), (16, 18), (18, 18)]  # 2 images of 3 x 3 tiles
+        tiled_call(lambda x, t: pointwise(x, t), x, (torch.ones(2),), Tiling(64, 16))  # outside: nobody is told
+    assert len(seen) == 6
+
+
+def test_a_whole_image_over_the_budget_falls_back_to_tiles_or_is_refused():
+    from guidedinv.errors import InputError
+    from guidedinv.memory import call_bytes
+
+    net = _groupnorm_net()
+    x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    t = torch.tensor([100.0, 700.0], dtype=torch.float64)
+    with torch.no_grad():
+        whole = call_bytes(net, x[:1], (t[:1],), False)
+        fn, sizes = _recording(net)
+        assert torch.equal(tiled_call(fn, x, (t,), None, budget=3 * whole), net(x, t))
+        sizes.clear()
+        by_image = tiled_call(fn, x, (t,), None, budget=whole + whole // 4)  # one image per call
+        assert sizes == [1, 1] and torch.allclose(by_image, net(x, t), atol=1e-12, rtol=0)
+        with pytest.warns(RuntimeWarning, match="instead"):
+            fell = tiled_call(net, x, (t,), None, budget=whole // 2, fallback=Tiling(64, 16))
+        assert torch.equal(fell, tiled_call(net, x, (t,), Tiling(64, 16), budget=whole // 2))
+        with pytest.raises(InputError, match=r"whole image.*at most about \d+x\d+ px") as info:
+            tiled_call(net, x, (t,), None, budget=whole // 2)
+    assert "\n" not in str(info.value) and "--memory" in str(info.value)
+
+
+def test_with_gradients_chunks_are_checkpointed_and_the_gradient_is_unchanged():
+    """DPS differentiates through the network: over the budget, each chunk is recomputed in the
+    backward pass instead of keeping its activations; the gradient is the same."""
+    from guidedinv.memory import call_bytes
+    from guidedinv.tiling import plan_call
+
+    net = _groupnorm_net()
+    x0 = torch.randn(2, 3, 130, 100, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    t = torch.tensor([100.0, 700.0], dtype=torch.float64)
+    r = torch.randn(2, 3, 130, 100, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    per_tile = call_bytes(net, x0[:1, :, :64, :64], (t[:1],), True)
+    grads = []
+    for budget in (2**40, 3 * per_tile):
+        plan = plan_call(2, 130, 100, Tiling(64, 16, max_tiles=1000), lambda h, w: per_tile, budget, grad=True)
+        assert plan.checkpoint == (budget < 2**40) and plan.tiles == 12
+        x = x0.clone().requires_grad_(True)
+        out = tiled_call(net, x, (t,), Tiling(64, 16, max_tiles=1000), budget=budget)
+        (grad,) = torch.autograd.grad((out * r).sum(), x)
+        grads.append(grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=0)
+
+
+def test_plan_chunks_fit_the_budget_and_a_tile_is_never_split():
+    from guidedinv.tiling import plan_call
+
+    plan = plan_call(3, 512, 512, Tiling(64, 8, max_tiles=1000), lambda h, w: 10 * h * w, budget=10 * 64 * 64 * 20)
+    assert (plan.tiles, plan.chunk, plan.checkpoint) == (3 * 81, 20, False) and plan.peak_bytes <= 10 * 64 * 64 * 20
+    assert plan_call(1, 512, 512, Tiling(64, 8), lambda h, w: 10 * h * w, budget=10).chunk == 1  # one tile over: alone
+    assert plan_call(1, 512, 512, Tiling(64, 8, max_tiles=7), lambda h, w: 1, budget=2**40).chunk == 7
+    grad = plan_call(1, 512, 512, Tiling(64, 8), lambda h, w: 100, budget=81 * 100, grad=True)
+    assert not grad.checkpoint and grad.peak_bytes == 81 * 100  # every tile keeps its activations

@@ -1,0 +1,254 @@
+"""Memory: the budget of one network call, what a network call costs, and the C allocator's setting.
+
+The budget bounds the ACTIVATION memory of one network call: a tiled call (guidedinv.tiling) splits
+the tiles of its images into chunks whose activations fit it. It does not bound the image-sized
+buffers of a restoration (the sampler's state, the measurement, the blended output), which grow with
+the image whatever the budget; :func:`guidedinv.memory_estimate.estimate_memory` counts both.
+
+Budget: :func:`set_memory_budget` (bytes or "2G"), else the environment variable ``GUIDEDINV_MEMORY``,
+else the default: a quarter of the memory available at first use (``MemAvailable``, or the cgroup's
+limit when lower; the free memory of a CUDA device), at most 2 GiB, at least 64 MiB. A quarter
+leaves room for the image-sized buffers, the weights and whatever else runs; 2 GiB is far past where
+larger chunks stop being faster (benchmarks/memory.py: the 64 px tiles of the embedded prior cost
+about 8 MB each, and time per tile is flat from 16 tiles a call upwards) and keeps a restoration
+polite on a large machine.
+
+Cost of a network call: measured, once per network, input shape, dtype, device and grad mode, by
+running the network on one tile (or a crop) while counting the bytes of the live tensors it creates
+(:class:`LiveBytes`, a dispatch mode: every op's outputs are counted until their last Python
+reference dies). Activations are linear in the batch, so a chunk of k tiles costs k times one tile.
+With gradients on (DPS), the bytes each tile keeps for the backward pass are counted too (autograd's
+saved-tensor hooks). A margin of 25 % covers what the count cannot see (kernel workspaces, allocator
+rounding): the embedded prior counts 1664 B per pixel of a tile, its RSS grows by 1920.
+
+Allocator (Linux/glibc only): glibc serves every block over its mmap threshold (at most 32 MB) with
+a fresh mmap and unmaps it on free, so a network call whose activations are larger page-faults them
+in again at every call (system time 40-107 % of user time at 512 px and above). :func:`tune_allocator`
+raises the mmap threshold to the budget and the trim threshold to twice it with ``mallopt``, so freed
+activations stay in the heap for the next call and at most about two budgets of free memory are
+kept. ``GUIDEDINV_MALLOPT=0`` leaves the allocator alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import re
+import weakref
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from .errors import InputError
+
+__all__ = ["ENV_BUDGET", "parse_memory", "format_bytes", "set_memory_budget", "memory_budget", "available_memory",
+           "LiveBytes", "call_bytes", "tune_allocator"]
+
+ENV_BUDGET = "GUIDEDINV_MEMORY"
+ENV_MALLOPT = "GUIDEDINV_MALLOPT"
+DEFAULT_FRACTION = 0.25
+DEFAULT_CAP = 2 * 2**30
+DEFAULT_FLOOR = 64 * 2**20
+MARGIN = 1.25  # what the live-tensor count cannot see (workspaces, allocator rounding)
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+_explicit: int | None = None
+_defaults: dict[str, int] = {}
+
+
+def parse_memory(text: str | int, where: str = "--memory") -> int:
+    """Bytes from a size such as ``512M``, ``2G``, ``1.5GB`` or ``1000000`` (K, M, G, T are powers of
+    1024, with or without B / iB); an InputError naming ``where`` otherwise. At least 1 MiB."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise InputError(f"{where} {text!r}: expected a size such as 512M, 2G or 1.5GB (K, M, G, T = powers of 1024)")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value < 2**20:
+        raise InputError(f"{where} {text!r}: expected at least 1M (1 MiB)")
+    return value
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB`` style (powers of 1024), for messages and tables."""
+    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def set_memory_budget(value: int | str | None) -> None:
+    """Set the activation budget of one network call for this process: bytes, a size string
+    (:func:`parse_memory`), or None to go back to ``GUIDEDINV_MEMORY`` / the default."""
+    global _explicit
+    _explicit = None if value is None else (parse_memory(value) if isinstance(value, str) else _positive(value))
+    _retune()
+
+
+def _positive(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2**20:
+        raise InputError(f"memory budget {value!r}: expected a whole number of bytes >= 1048576 (1 MiB)")
+    return value
+
+
+def memory_budget(device: torch.device | str | None = None) -> int:
+    """The activation budget of one network call on ``device`` (default CPU), in bytes (module notes)."""
+    if _explicit is not None:
+        return _explicit
+    env = os.environ.get(ENV_BUDGET, "").strip()
+    if env:
+        return parse_memory(env, ENV_BUDGET)
+    dev = torch.device(device if device is not None else "cpu")
+    key = str(dev)
+    if key not in _defaults:
+        free = available_memory(dev)
+        budget = DEFAULT_CAP if free is None else int(free * DEFAULT_FRACTION)
+        _defaults[key] = max(DEFAULT_FLOOR, min(DEFAULT_CAP, budget))
+    return _defaults[key]
+
+
+def available_memory(device: torch.device | str | None = None) -> int | None:
+    """Bytes this process may still allocate on ``device``: a CUDA device's free memory; on the host
+    ``MemAvailable`` (Linux), lowered to the cgroup v2 limit minus its usage when that is smaller, else
+    the free physical pages; None when unknown."""
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    free: int | None = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    if free is None:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError):
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                room = int(limit) - int(f.read().strip())
+            free = room if free is None else min(free, room)
+    return free
+
+
+# -- the cost of a network call ------------------------------------------------------------------------
+class LiveBytes(TorchDispatchMode):
+    """Dispatch mode counting the bytes of live tensor storages created inside it: ``peak`` is the
+    most held at once. A storage counts from the op that made it until the last Python tensor using
+    it dies (views share their base's storage); inputs made before entering are not counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}
+        self.current = self.peak = 0
+
+    def _release(self, key: int) -> None:
+        entry = self.live.get(key)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self.live[key]
+                self.current -= entry[1]
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        outside = None  # storages of inputs made before entering: a view of one is no new memory
+        for o in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(o, torch.Tensor) and o.device.type != "meta":
+                storage = o.untyped_storage()
+                key = storage.data_ptr()
+                if key not in self.live:
+                    if outside is None:
+                        outside = {a.untyped_storage().data_ptr() for a in tree_leaves((args, kwargs))
+                                   if isinstance(a, torch.Tensor) and a.device.type != "meta"}
+                    if key in outside:
+                        continue
+                if key in self.live:
+                    self.live[key][0] += 1
+                else:
+                    self.live[key] = [1, storage.nbytes()]
+                    self.current += storage.nbytes()
+                    self.peak = max(self.peak, self.current)
+                weakref.finalize(o, self._release, key)
+        return out
+
+
+_costs: weakref.WeakKeyDictionary[Any, dict[tuple, int]] = weakref.WeakKeyDictionary()
+
+
+def call_bytes(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> int:
+    """Bytes one call ``fn(x, *extras)`` needs beyond its input, margin included, measured once per
+    function, input shape, dtype, device and grad mode (module notes). grad: the bytes kept for the
+    backward pass are counted as well. The measurement runs ``fn`` once on ``x`` (its output is dropped)."""
+    owner = getattr(fn, "__self__", fn)
+    key = (getattr(fn, "__name__", None), tuple(x.shape), x.dtype, str(x.device), grad)
+    try:
+        table = _costs.setdefault(owner, {})
+    except TypeError:  # not weak-referenceable: measure every time
+        table = {}
+    if key not in table:
+        table[key] = _measure(fn, x, extras, grad)
+    return table[key]
+
+
+def _measure(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> int:
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = x.detach().requires_grad_(grad)
+    with torch.set_grad_enabled(grad), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        meter = LiveBytes()
+        with meter:
+            out = fn(x, *extras)
+        del out
+    kept = sum(n for ptr, n in saved.items() if ptr != x.untyped_storage().data_ptr())
+    return int(MARGIN * (meter.peak + kept))
+
+
+# -- the allocator ---------------------------------------------------------------------------------
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_tuned: int | None = None
+_tried = False
+
+
+def tune_allocator(budget: int | None = None) -> bool:
+    """Keep freed activations in glibc's heap (module notes): M_MMAP_THRESHOLD = the budget (at least
+    32 MB), M_TRIM_THRESHOLD = twice it. Linux/glibc only; False (nothing done) elsewhere or with
+    ``GUIDEDINV_MALLOPT=0``. Safe to call again (the budget may change)."""
+    global _tuned
+    if os.environ.get(ENV_MALLOPT, "1").strip() == "0" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    budget = memory_budget() if budget is None else budget
+    mmap_threshold = min(max(budget, 32 * 2**20), 2**31 - 1)
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
+    ok = mallopt(_M_TRIM_THRESHOLD, min(2 * mmap_threshold, 2**31 - 1)) == 1 and ok
+    _tuned = budget if ok else None
+    return ok
+
+
+def ensure_allocator_tuned() -> None:
+    """:func:`tune_allocator` once per process (the tiled network call's first use)."""
+    global _tried
+    if not _tried:
+        _tried = True
+        tune_allocator()
+
+
+def _retune() -> None:
+    if _tuned is not None:
+        tune_allocator()
