@@ -64,24 +64,46 @@ def info(
         "--download",
         help="Download a named model that is not cached yet (default: show its registry configuration).",
     ),
+    flags: str = typer.Option(
+        "",
+        "--flags",
+        help="Model flags the tensor shapes cannot show, as key=value pairs or guided-diffusion's flag string: "
+        "'num_heads=4 use_new_attention_order=true' or '--num_heads 4 --use_new_attention_order True' "
+        "(num_heads, num_head_channels, num_heads_upsample, use_new_attention_order, noise_schedule, predict_xstart, "
+        "diffusion_steps, rescale_timesteps). A file STEM.flags.json beside the checkpoint is read too.",
+    ),
 ) -> None:
-    """Print the configuration inferred from a checkpoint's state dict, as JSON."""
+    """Print the configuration inferred from a checkpoint's state dict, as JSON.
+
+    "assumed" says where each setting the shapes cannot show came from, "flags" the model flags
+    applied and their source (--flags or the .flags.json file), "guessed" what is still a guess
+    (also said in one warning line on stderr).
+    """
+    import warnings
+
     from ..models.config import expected_shapes, infer_config
     from ..models.download import cached_path
-    from ..models.load import inspect_checkpoint
+    from ..models.flags import apply_flags, parse_model_flags
+    from ..models.load import ModelFlagsWarning, inspect_checkpoint
     from ..models.registry import lookup
 
+    given = parse_model_flags(flags, "--flags")
     entry = None if Path(source).expanduser().exists() else lookup(source)
-    if entry is not None and not fetch and not cached_path(entry).exists():
-        shapes = expected_shapes(entry.config)
-        report = {
-            "source": "registry (not downloaded; --download to inspect the file)",
-            **infer_config(shapes, entry).to_dict(),
-        }
-    else:
-        inferred, entry, path = inspect_checkpoint(source)
-        shapes = expected_shapes(inferred.config)
-        report = {"source": str(path), **inferred.to_dict()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ModelFlagsWarning)
+        if entry is not None and not fetch and not cached_path(entry).exists():
+            shapes = expected_shapes(entry.config)
+            inferred = apply_flags(infer_config(shapes, entry), given, dict.fromkeys(given, "--flags"))
+            report = {"source": "registry (not downloaded; --download to inspect the file)", **inferred.to_dict()}
+        else:
+            inferred, entry, path = inspect_checkpoint(source, flags=given, flags_from="--flags")
+            shapes = expected_shapes(inferred.config)
+            report = {"source": str(path), **inferred.to_dict()}
+    for warning in caught:
+        if issubclass(warning.category, ModelFlagsWarning):
+            typer.echo(f"guidedinv: warning: {warning.message}", err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     report["tensors"] = len(shapes)
     report["parameters"] = sum(math.prod(s) for s in shapes.values())
     if entry is not None:

@@ -143,7 +143,7 @@ def parse_model_flags(text: str, option: str = "--model-flags") -> dict[str, Any
     flags; an InputError naming ``option`` and what is accepted for an unknown flag, a bad value, a
     flag given twice with two values, or a word that is neither form. Empty text gives {}."""
     where = f"{option} {text!r}"
-    words, pairs = str(text).replace(",", " ").split(), []
+    words, pairs = str(text).split(), []
     i = 0
     while i < len(words):
         word = words[i]
