@@ -174,3 +174,314 @@ def test_bad_labelled_folders_are_one_line_errors(tmp_path, layout, needle):
     done = _run("train", "classifier", str(root), "--out", str(tmp_path / "out"), "--steps", "1", "--crop", "16", "-q")
     assert done.returncode == 2 and needle in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- the command line: resume with changed settings, bad options, bad data, bad checkpoints ---------
+import os  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import zlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from guidedinv.cli import run as cli_run  # noqa: E402
+
+BASE = ["--crop", "16", "--mult", "1,1", "--res-blocks", "1", "--device", "cpu", "-q", "--steps", "2", "--checkpoint-every", "2"]
+
+
+def train(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``guidedinv train ...`` in this process (the console entry point): exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["guidedinv", "train", *args])
+    with pytest.raises(SystemExit) as stop:
+        cli_run()
+    out = capsys.readouterr()
+    return int(stop.value.code or 0), out.out, out.err
+
+
+def _images(folder: Path, n: int = 3, size: int = 20, seed: int = 0) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _bomb_png(path: Path, side: int = 100_000) -> None:
+    """A 200-byte PNG whose header declares side x side pixels (10 Gpx): a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+def _one_line_error(code: int, err: str, exit_code: int, needle: str) -> None:
+    assert code == exit_code, (code, err)
+    assert err.startswith("guidedinv: error: ") and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Runs of each command, 2 steps, checkpoint at 2: what the resume tests resume."""
+    root = tmp_path_factory.mktemp("resume")
+    _images(root / "data")
+    _labelled_folder(root / "labelled")
+    mp = pytest.MonkeyPatch()
+    try:
+        for command, data in (("prior", "data"), ("classifier", "labelled"), ("cond-prior", "labelled")):
+            mp.chdir(root)
+            mp.setattr(sys, "argv", ["guidedinv", "train", command, data, "--out", command, *BASE])
+            with pytest.raises(SystemExit) as stop:
+                cli_run()
+            assert stop.value.code in (0, None)
+    finally:
+        mp.undo()
+    return root
+
+
+@pytest.mark.parametrize("command, data, change, needle", [
+    ("prior", "data", ["--crop", "8"], "--crop 16 -> 8"),
+    ("prior", "data", ["--channels", "64"], "--channels 32 -> 64"),
+    ("prior", "data", ["--mult", "1,2"], "--mult 1,1 -> 1,2"),
+    ("prior", "data", ["--res-blocks", "2"], "--res-blocks 1 -> 2"),
+    ("prior", "data", ["--attention", "2"], "--attention none -> 2"),
+    ("prior", "data", ["--schedule", "cosine"], "--schedule linear -> cosine"),
+    ("prior", "data", ["--batch", "8"], "--batch 16 -> 8"),
+    ("prior", "data", ["--lr", "0.001"], "--lr 0.0002 -> 0.001"),
+    ("prior", "data", ["--ema", "0.9"], "--ema 0.999 -> 0.9"),
+    ("prior", "data", ["--seed", "1"], "--seed 0 -> 1"),
+    ("prior", "data", ["--export-dtype", "fp16"], "--export-dtype fp32 -> fp16"),
+    ("prior", "other", [], "the training data 3 files"),
+    ("prior", "data", ["--crop", "8", "--lr", "0.001"], "--lr 0.0002 -> 0.001, --crop 16 -> 8"),
+    ("classifier", "labelled", ["--crop", "8"], "--crop 16 -> 8"),
+    ("cond-prior", "labelled", ["--crop", "8"], "--crop 16 -> 8"),
+    ("cond-prior", "labelled", ["--label-dropout", "0.2"], "--label-dropout 0.1 -> 0.2"),
+])
+def test_a_resume_with_changed_settings_is_refused_and_changes_nothing(trained, monkeypatch, capsys, command, data, change,
+                                                                      needle):
+    monkeypatch.chdir(trained)
+    if data == "other":  # one more image than the run was trained on
+        _images(trained / "other", n=4)
+    before = _snapshot(trained / command)
+    args = [*BASE]  # the change replaces the base value or adds to it
+    for i in range(0, len(change), 2):
+        if change[i] in args:
+            args[args.index(change[i]) + 1] = change[i + 1]
+        else:
+            args += change[i : i + 2]
+    code, out, err = train(monkeypatch, capsys, command, data, "--out", command, *args)
+    _one_line_error(code, err, 2, needle)
+    assert "was trained with other settings" in err and "use another --out" in err and out == ""
+    assert _snapshot(trained / command) == before  # no step trained, no card or model rewritten
+    assert json.loads((trained / command / "card.json").read_text())["crop"] == 16
+
+
+def test_a_harmless_change_continues_and_says_so_in_one_line(trained, monkeypatch, capsys, tmp_path):
+    import shutil
+
+    monkeypatch.chdir(trained)
+    shutil.copytree(trained / "prior", tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    state["device"] = "cuda:0"  # as if the first part had run on a GPU
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    args = [*BASE[:-4], "--steps", "4", "--checkpoint-every", "1"]
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", str(tmp_path / "run"), *args)
+    assert code == 0, err
+    line = out.splitlines()[0]
+    assert line == (f"resuming {tmp_path / 'run' / 'checkpoint.pt'} at step 2 of 4 "
+                    "(--steps 2 -> 4; --checkpoint-every 2 -> 1; device cuda:0 -> cpu)"), out
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["steps"] == 4 and card["crop"] == 16
+    assert [json.loads(r)["step"] for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [2, 4]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
+    # the same steps again: nothing left to train, said so, exported again
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", str(tmp_path / "run"), *args)
+    assert code == 0 and "is at step 4 of 4: nothing left to train, exporting it again" in out, (out, err)
+    # fewer steps than the checkpoint has: refused
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", str(tmp_path / "run"), *BASE)
+    _one_line_error(code, err, 2, "is at step 4, past --steps 2; give --steps 4 or more")
+
+
+def test_an_older_checkpoint_without_crop_or_data_is_resumed_with_a_note(trained, monkeypatch, capsys, tmp_path):
+    import shutil
+
+    monkeypatch.chdir(trained)
+    shutil.copytree(trained / "prior", tmp_path / "old")
+    state = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    saved = json.loads(state["settings"])
+    for key in ("crop", "export_dtype", "data"):
+        del saved[key]
+    state["settings"] = json.dumps(saved)
+    del state["device"], state["format"]
+    torch.save(state, tmp_path / "old" / "checkpoint.pt")
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", str(tmp_path / "old"), *BASE[:-4], "--steps", "3")
+    assert code == 0, err
+    assert "--crop, --export-dtype, the training data not recorded by this older checkpoint: taken as given now" in out
+
+
+TRAIN_ERRORS = [
+    (["--batch", "0"], "--batch 0: expected a whole number >= 1"),
+    (["--batch", "-4"], "--batch -4"),
+    (["--crop", "0"], "--crop 0: expected a whole number >= 1"),
+    (["--crop", "15"], "--crop 15: must be a multiple of 2"),
+    (["--lr", "nan"], "--lr nan: expected a finite number > 0"),
+    (["--lr", "0"], "--lr 0.0: expected a finite number > 0"),
+    (["--lr", "-1e-3"], "--lr -0.001"),
+    (["--lr", "inf"], "--lr inf"),
+    (["--ema", "1"], "--ema 1.0: expected a number in [0, 1)"),
+    (["--ema", "-0.5"], "--ema -0.5"),
+    (["--ema", "nan"], "--ema nan"),
+    (["--channels", "33"], "must be multiples of 32, the GroupNorm group count"),
+    (["--channels", "48", "--mult", "1,2"], "(48, 96) must be multiples of 32"),
+    (["--channels", "0"], "--channels 0"),
+    (["--schedule", "banana"], "--schedule banana: expected one of linear, cosine"),
+    (["--mult", "garbage"], "--mult 'garbage': expected comma-separated whole numbers"),
+    (["--mult", ","], "--mult ','"),
+    (["--mult", "0,1"], "--mult '0,1'"),
+    (["--attention", "3"], "--attention 3: this network's downsample factors are 1,2"),
+    (["--res-blocks", "0"], "--res-blocks 0"),
+    (["--steps", "0"], "--steps 0: expected a whole number >= 1"),
+    (["--steps", "-1"], "--steps -1"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--seed", str(2**64)], "and < 2**64"),
+    (["--checkpoint-every", "0"], "--checkpoint-every 0"),
+    (["--export-dtype", "fp64"], "--export-dtype fp64: expected one of fp32, fp16"),
+    (["--device", "meta"], "--device meta: expected auto, cpu, cuda, cuda:N or mps"),
+    (["--device", "banana"], "unknown device 'banana'"),
+    (["--out", "data/0.png"], "--out data/0.png: is a file, not a folder"),
+    (["--out", "data/0.png/run"], "data/0.png is a file, not a folder"),
+    (["--data", "bomb"], "image declares 100000x100000 pixels"),
+    (["--data", "corrupt"], "corrupt or truncated"),
+    (["--data", "nothing"], "no such file or folder"),
+    (["--data", "empty"], "no images"),
+    (["--data", "tiny"], "no training image is at least 16x16"),
+]
+
+
+@pytest.mark.parametrize("args, needle", TRAIN_ERRORS, ids=[" ".join(a) for a, _ in TRAIN_ERRORS])
+def test_bad_training_options_and_data_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, args,
+                                                                                      needle):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    data = "data"
+    if args[0] == "--data":
+        data = args[1]
+        if data == "bomb":  # a good image and a bomb: refused (a silently smaller data set would change what is learnt)
+            shutil.copytree(tmp_path / "data", tmp_path / "bomb")
+            _bomb_png(tmp_path / "bomb" / "b.png")
+        elif data == "corrupt":
+            shutil.copytree(tmp_path / "data", tmp_path / "corrupt")
+            (tmp_path / "corrupt" / "c.png").write_bytes((tmp_path / "data" / "0.png").read_bytes()[:60])
+        elif data in ("empty", "tiny"):
+            (tmp_path / data).mkdir()
+            if data == "tiny":
+                _images(tmp_path / "tiny", size=8)
+        args = []
+    opts = [*BASE]
+    for i in range(0, len(args), 2):
+        if args[i] in opts:
+            opts[opts.index(args[i]) + 1] = args[i + 1]
+        else:
+            opts += args[i : i + 2]
+    if "--out" not in opts:
+        opts += ["--out", "run"]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, out, err = train(monkeypatch, capsys, "prior", data, *opts)
+    _one_line_error(code, err, 2, needle)
+    assert not (tmp_path / "run").exists()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written, nothing changed
+
+
+def _evil_checkpoint(path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {path.parent / 'PWNED'}",))
+
+    torch.save({"step": 1, "x": Evil()}, path)
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("malicious", "refused unread: it asks for Python objects other than tensors"),
+    ("truncated", "not a readable training checkpoint (PytorchStreamReader failed"),
+    ("garbage", "not a readable training checkpoint"),
+    ("pickle-garbage", "not a readable training checkpoint (corrupt pickle data)"),
+    ("foreign", "not a guidedinv training checkpoint (no valid 'step', 'net', 'ema', 'opt', 'rng', 'settings')"),
+    ("tensor", "holds a Tensor, not a guidedinv training checkpoint"),
+    ("nan-weights", "holds NaN or infinite values"),
+    ("int-weights", "torch.int64, not floating point"),
+    ("bad-settings", "its recorded settings are unreadable"),
+    ("wrong-shapes", "do not fit the network its settings describe"),
+    ("empty", "not a readable training checkpoint"),
+])
+def test_a_bad_checkpoint_in_the_run_folder_is_one_line_exit_3(trained, tmp_path, monkeypatch, capsys, kind, needle):
+    monkeypatch.chdir(trained)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ckpt = run_dir / "checkpoint.pt"
+    good = (trained / "prior" / "checkpoint.pt").read_bytes()
+    state = torch.load(trained / "prior" / "checkpoint.pt", weights_only=True)
+    first = next(iter(state["ema"]))
+    if kind == "malicious":
+        _evil_checkpoint(ckpt)
+    elif kind == "truncated":
+        ckpt.write_bytes(good[: len(good) // 2])
+    elif kind == "garbage":
+        ckpt.write_bytes(os.urandom(300))
+    elif kind == "pickle-garbage":
+        ckpt.write_bytes(b"\x80\x02" + bytes(range(256)))
+    elif kind == "foreign":
+        torch.save({"model": {"w": torch.zeros(3)}}, ckpt)
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), ckpt)
+    elif kind == "empty":
+        ckpt.write_bytes(b"")
+    else:
+        if kind == "nan-weights":
+            state["ema"][first] = state["ema"][first] * float("nan")
+        elif kind == "int-weights":
+            state["net"][first] = state["net"][first].long()
+            needle = f"weight net.{first} holds " + needle
+        elif kind == "bad-settings":
+            state["settings"] = "{not json"
+        elif kind == "wrong-shapes":
+            state["ema"][first] = torch.zeros(7)
+        torch.save(state, ckpt)
+    before = _snapshot(run_dir)
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", str(run_dir), *BASE)
+    _one_line_error(code, err, 3, needle)
+    assert str(ckpt) in err and "use another --out" in err
+    assert _snapshot(run_dir) == before and not (run_dir / "PWNED").exists()
+
+
+def test_a_diverging_run_is_one_line_and_keeps_its_last_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    code, out, err = train(monkeypatch, capsys, "prior", "data", "--out", "run", *BASE[:-4], "--steps", "8",
+                           "--checkpoint-every", "1", "--lr", "1e30")
+    _one_line_error(code, err, 2, "training diverged: the loss became")
+    assert "try a smaller --lr (now 1e+30) in another --out" in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_settings_changed_is_raised_by_the_trainer_itself(tmp_path):
+    from guidedinv.training import SettingsChanged
+
+    data = CropSampler(stripes(), 16)
+    Trainer(settings(2), data, tmp_path).train()
+    with pytest.raises(SettingsChanged, match=r"crop 16 -> 8") as refused:
+        Trainer(settings(2), CropSampler(stripes(), 8), tmp_path).resume()
+    assert refused.value.differences == [("crop", 16, 8)]
+    from dataclasses import replace
+
+    resumed = Trainer(replace(settings(6), checkpoint_every=3, log_every=2), data, tmp_path)  # harmless changes
+    assert resumed.resume() and resumed.step == 2

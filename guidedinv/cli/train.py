@@ -7,19 +7,20 @@ torch and the training modules are imported inside the commands, so building the
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import GuidedinvError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
     from ..models.adm import ADMConfig
-    from ..training import CropSampler, Trainer, TrainSettings
+    from ..training import Trainer, TrainSettings
 
 train_app = typer.Typer(help="Train priors and noisy classifiers (small ADM configurations).", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def _parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise GuidedinvError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise InputError(f"{what} {text!r}: expected comma-separated whole numbers, e.g. 1,2,2,2") from None
 
 
 def run_training(trainer: Trainer, quiet: bool) -> None:
@@ -47,58 +48,163 @@ def run_training(trainer: Trainer, quiet: bool) -> None:
 
 # --export-dtype -> the name of its torch dtype (resolved when exporting: torch is not imported here)
 EXPORT_DTYPES = {"fp32": "float32", "fp16": "float16"}
+RUN_FILES = ("checkpoint.pt", "checkpoint.tmp", "log.jsonl", "model.safetensors", "model.tmp", "card.json")
 
 
-def _network(channels: int, mult: str, res_blocks: int, attention: str, **extra) -> ADMConfig:
+def _network(channels: int, mult: str, res_blocks: int, attention: str, crop: int, **extra) -> ADMConfig:
+    """The ADM configuration of the options, checked (one line naming the option) before anything is built."""
     from ..models.adm import ADMConfig
+    from ..training import check_network
 
-    ds = _parse_ints(attention, "--attention")
-    return ADMConfig(model_channels=channels, num_res_blocks=res_blocks, channel_mult=_parse_ints(mult, "--mult"),
-                     attention_ds=ds, head_channels=32 if ds or extra.get("kind") == "classifier" else None, num_heads=1,
-                     **extra)
+    mults, ds = _parse_ints(mult, "--mult"), _parse_ints(attention, "--attention")
+    if not mults or min(mults) < 1:
+        raise InputError(f"--mult {mult!r}: expected one whole number >= 1 per resolution level, e.g. 1,2,2,2")
+    if res_blocks < 1:
+        raise InputError(f"--res-blocks {res_blocks}: expected a whole number >= 1")
+    if channels < 1:
+        raise InputError(f"--channels {channels}: expected a positive multiple of 32 (GroupNorm's group count)")
+    if min(ds, default=1) < 1:
+        raise InputError(f"--attention {attention!r}: expected downsample factors 1, 2, 4, ... (empty: none)")
+    if crop < 1:
+        raise InputError(f"--crop {crop}: expected a whole number of pixels >= 1")
+    extra.setdefault("image_size", crop if extra.get("kind") == "classifier" else None)
+    cfg = ADMConfig(model_channels=channels, num_res_blocks=res_blocks, channel_mult=mults, attention_ds=ds,
+                    head_channels=32 if ds or extra.get("kind") == "classifier" else None, num_heads=1, **extra)
+    check_network(cfg, crop)
+    return cfg
 
 
-def _train_and_export(settings: TrainSettings, cfg: ADMConfig, sampler: CropSampler, data: list[Path], out: Path, dev: torch.device,
-                      quiet: bool, export_dtype: str, crop: int, objective_text: str, **export) -> None:
-    """Resume or start, train with a progress bar, export the EMA weights with a model card."""
+def _check_out(out: Path) -> None:
+    """The run folder can be made and written, and none of the run's file names is taken by a folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder; give a folder for the run's files")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: cannot write to folder {parent} (permission denied)")
+    taken = [name for name in RUN_FILES if (out / name).is_dir()]
+    if taken:
+        raise InputError(f"--out {out}: {out / taken[0]} is a folder, where the run writes a file; use another --out")
+
+
+def _resume_line(state: dict, settings: TrainSettings, path: Path, dev: torch.device) -> str:
+    """One line: where the run continues and which harmless settings changed."""
+    from ..training import HARMLESS, OPTION_NAMES
+
+    old, parts = state["settings"], []
+    parts += [f"{OPTION_NAMES[k]} {old.get(k)} -> {getattr(settings, k)}" for k in HARMLESS
+              if k in old and old[k] != getattr(settings, k) and OPTION_NAMES[k].startswith("--")]
+    if state.get("device") not in (None, str(dev)):
+        parts.append(f"device {state['device']} -> {dev}")
+    unrecorded = [OPTION_NAMES[k] for k in ("crop", "export_dtype", "data") if k not in old]
+    if unrecorded:
+        parts.append(f"{', '.join(unrecorded)} not recorded by this older checkpoint: taken as given now")
+    step = state["step"]
+    head = (f"{path} is at step {step} of {settings.steps}: nothing left to train, exporting it again" if step >= settings.steps
+            else f"resuming {path} at step {step} of {settings.steps}")
+    return head + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: int, crop: int, channels: int, mult: str,
+           res_blocks: int, attention: str, schedule: str, lr: float, ema: float, seed: int, device: str, checkpoint_every: int,
+           export_dtype: str, quiet: bool, label_dropout: float = 0.1) -> None:
+    """Check every option, the device, the run folder, the data's listing and any checkpoint to resume (in that
+    order: a mistake is one line before any image is read or anything written); then read, train and export."""
+    from dataclasses import replace
+
+    from ..training import TrainSettings, describe, labelled_images, list_images, read_checkpoint
+    from .batch import check_device
+
+    settings = TrainSettings(objective=objective, steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,  # type: ignore[arg-type]
+                             label_dropout=label_dropout, seed=seed, checkpoint_every=checkpoint_every, crop=crop,
+                             export_dtype=export_dtype)
+    settings.check()
+    labelled = objective != "prior"
+    extra = {"kind": "classifier", "out_channels": 2, "pool": "attention"} if objective == "classifier" else {"out_channels": 3}
+    _network(channels, mult, res_blocks, attention, crop, **extra)  # checked now; the class count comes with the data
+    dev = check_device(device)
+    _check_out(out)
+    if labelled:
+        files, labels, classes = labelled_images(data[0])
+    else:
+        files, labels, classes = list_images(data), None, None
+    k = len(classes or [])
+    if objective == "classifier":
+        extra["out_channels"] = k
+    elif objective == "conditional":
+        extra["num_classes"] = k + 1
+    cfg = _network(channels, mult, res_blocks, attention, crop, **extra)
+    settings = replace(settings, network=cfg.to_dict(), data=describe(files, data, labels))
+    state, checkpoint = None, out / "checkpoint.pt"
+    if checkpoint.exists():
+        from ..training import check_resume
+
+        state = read_checkpoint(checkpoint, dev)
+        check_resume(state, settings, checkpoint)
+        typer.echo(_resume_line(state, settings, checkpoint, dev))
+    _train_and_export(settings, cfg, files, labels, classes, data, out, dev, quiet, state,
+                      kind={"prior": "prior", "classifier": "classifier", "conditional": "conditional-prior"}[objective],
+                      **({"num_classes": k} if labelled else {}), **({"null_label": k} if objective == "conditional" else {}))
+
+
+OBJECTIVE_TEXT = {"prior": "v-prediction, t uniform over 1000 steps",
+                  "classifier": "cross-entropy of logits(x_t, t), t uniform over 1000 steps",
+                  "conditional": "v-prediction with label dropout {label_dropout}, t uniform over 1000 steps"}
+
+
+def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path], labels: list[int] | None,
+                      classes: list[str] | None, data: list[Path], out: Path, dev: torch.device, quiet: bool,
+                      state: dict | None, **export) -> None:
+    """Read the images, resume or start, train with a progress bar, export the EMA weights with a model card."""
     import torch
 
-    from ..training import Trainer, export_safetensors
+    from ..training import CropSampler, Trainer, export_safetensors
 
-    if export_dtype not in EXPORT_DTYPES:
-        raise GuidedinvError(f"--export-dtype must be one of {', '.join(EXPORT_DTYPES)}, got {export_dtype!r}")
+    if classes is None:
+        sampler = CropSampler.from_files(files, settings.crop, device=dev)
+    else:
+        sampler = CropSampler.from_labelled_files(files, labels, classes, settings.crop, data[0], device=dev)
     trainer = Trainer(settings, sampler, out, dev)
-    try:
-        resumed = trainer.resume()
-    except ValueError as exc:
-        raise GuidedinvError(f"{exc}; use another --out or the same settings") from None
+    if state is not None:
+        trainer.resume(state)
     if not quiet:
-        typer.echo(f"{'resuming at step ' + str(trainer.step) if resumed else 'starting'}: {len(sampler.images)} images "
+        typer.echo(f"{'continuing' if state is not None else 'starting'}: {len(sampler.images)} images "
                    f"({sampler.num_pixels / 1e6:.1f} MP), {sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f}M parameters, {dev}")
-    run_training(trainer, quiet)
+    try:
+        run_training(trainer, quiet)
+    except KeyboardInterrupt:
+        kept = (f"the checkpoint of step {trainer.saved_step} is kept: rerun the same command to resume" if trainer.saved_step
+                else "no checkpoint was written yet")
+        typer.echo(f"guidedinv: interrupted at step {trainer.step}; {kept}", err=True)
+        raise typer.Exit(130) from None
     log = out / "log.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     last = rows[-1] if rows else {}  # the last logged row, also when a resumed run had nothing left to do
     card = {
-        "objective": objective_text,
+        "objective": OBJECTIVE_TEXT[settings.objective].format(label_dropout=settings.label_dropout),
         "data": [str(p) for p in data], "images": len(sampler.images), "megapixels": round(sampler.num_pixels / 1e6, 1),
-        "crop": crop, "batch": settings.batch, "steps": trainer.step, "lr": settings.lr, "ema": settings.ema, "seed": settings.seed,
-        "device": str(dev), "hardware": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "files": settings.data.get("files"), "data_digest": settings.data.get("digest"),
+        "crop": settings.crop, "batch": settings.batch, "steps": trainer.step, "lr": settings.lr, "ema": settings.ema,
+        "seed": settings.seed, "device": str(dev),
+        "hardware": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "wall_seconds": round(trainer.seconds, 1), "final_loss": last.get("loss"),
-        "export_dtype": export_dtype,
+        "export_dtype": settings.export_dtype,
     }
     if sampler.classes is not None:
         card["classes"] = sampler.classes
     if settings.objective == "conditional":
         card["label_dropout"] = settings.label_dropout
     path = export_safetensors(trainer.ema, cfg, out / "model.safetensors", schedule=settings.schedule, prediction="v",
-                              dtype=getattr(torch, EXPORT_DTYPES[export_dtype]), card=card, **export)
+                              dtype=getattr(torch, EXPORT_DTYPES[settings.export_dtype]), card=card, **export)
     (out / "card.json").write_text(json.dumps(card, indent=2))
-    typer.echo(f"wrote {path} (EMA weights, {export_dtype}), final loss {last.get('loss')}")
+    typer.echo(f"wrote {path} (EMA weights, {settings.export_dtype}), final loss {last.get('loss')}")
 
 
 # options shared by the three commands, as annotated types (each command sets its own defaults)
-Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint.pt, log.jsonl, model.safetensors, card.json.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint.pt, log.jsonl, model.safetensors, card.json. A checkpoint there is resumed with the same settings (a larger --steps, another --checkpoint-every or device continue it); other settings are refused.")]
 Steps = Annotated[int, typer.Option(help="Optimisation steps.")]
 Batch = Annotated[int, typer.Option(help="Crops per step.")]
 Channels = Annotated[int, typer.Option(help="Base channels (a multiple of 32: GroupNorm uses 32 groups).")]
@@ -140,16 +246,9 @@ def train_prior(
 
     Example: guidedinv train prior ../shared/data/train --out runs/prior --steps 20000 --crop 64
     """
-    from ..defaults import pick_device
-    from ..training import CropSampler, TrainSettings
-
-    dev = pick_device(device)
-    cfg = _network(channels, mult, res_blocks, attention, out_channels=3)
-    settings = TrainSettings(objective="prior", steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule, seed=seed,
-                             checkpoint_every=checkpoint_every, network=cfg.to_dict())
-    sampler = CropSampler.from_folders(data, crop, device=dev)
-    _train_and_export(settings, cfg, sampler, data, out, dev, quiet, export_dtype, crop,
-                      "v-prediction, t uniform over 1000 steps", kind="prior")
+    _train("prior", data, out, steps=steps, batch=batch, crop=crop, channels=channels, mult=mult, res_blocks=res_blocks,
+           attention=attention, schedule=schedule, lr=lr, ema=ema, seed=seed, device=device, checkpoint_every=checkpoint_every,
+           export_dtype=export_dtype, quiet=quiet)
 
 
 @train_app.command("classifier")
@@ -180,17 +279,9 @@ def train_classifier(
 
     Example: guidedinv train classifier data/pets --out runs/pets-classifier --crop 64 --steps 5000
     """
-    from ..defaults import pick_device
-    from ..training import CropSampler, TrainSettings
-
-    dev = pick_device(device)
-    sampler = CropSampler.from_labelled_folder(data, crop, device=dev)
-    k = len(sampler.classes)
-    cfg = _network(channels, mult, res_blocks, attention, kind="classifier", out_channels=k, pool="attention", image_size=crop)
-    settings = TrainSettings(objective="classifier", steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule, seed=seed,
-                             checkpoint_every=checkpoint_every, network=cfg.to_dict())
-    _train_and_export(settings, cfg, sampler, [data], out, dev, quiet, export_dtype, crop,
-                      "cross-entropy of logits(x_t, t), t uniform over 1000 steps", kind="classifier", num_classes=k)
+    _train("classifier", [data], out, steps=steps, batch=batch, crop=crop, channels=channels, mult=mult, res_blocks=res_blocks,
+           attention=attention, schedule=schedule, lr=lr, ema=ema, seed=seed, device=device, checkpoint_every=checkpoint_every,
+           export_dtype=export_dtype, quiet=quiet)
 
 
 @train_app.command("cond-prior")
@@ -222,17 +313,6 @@ def train_cond_prior(
 
     Example: guidedinv train cond-prior data/pets --out runs/pets-cond --crop 64 --steps 20000
     """
-    if not 0 <= label_dropout < 1:
-        raise GuidedinvError(f"--label-dropout must be in [0, 1), got {label_dropout}")
-    from ..defaults import pick_device
-    from ..training import CropSampler, TrainSettings
-
-    dev = pick_device(device)
-    sampler = CropSampler.from_labelled_folder(data, crop, device=dev)
-    k = len(sampler.classes)
-    cfg = _network(channels, mult, res_blocks, attention, out_channels=3, num_classes=k + 1)
-    settings = TrainSettings(objective="conditional", steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,
-                             label_dropout=label_dropout, seed=seed, checkpoint_every=checkpoint_every, network=cfg.to_dict())
-    _train_and_export(settings, cfg, sampler, [data], out, dev, quiet, export_dtype, crop,
-                      f"v-prediction with label dropout {label_dropout}, t uniform over 1000 steps",
-                      kind="conditional-prior", num_classes=k, null_label=k)
+    _train("conditional", [data], out, steps=steps, batch=batch, crop=crop, channels=channels, mult=mult, res_blocks=res_blocks,
+           attention=attention, schedule=schedule, lr=lr, ema=ema, seed=seed, device=device, checkpoint_every=checkpoint_every,
+           export_dtype=export_dtype, quiet=quiet, label_dropout=label_dropout)

@@ -1,6 +1,18 @@
 """Training of the embedded models: data sampling, the loop, and export to safetensors."""
-from .data import CropSampler, labelled_images, list_images
+from .data import CropSampler, describe, labelled_images, list_images, read_rgb
 from .export import export_safetensors
-from .loop import Trainer, TrainSettings
+from .loop import (
+    HARMLESS,
+    OPTION_NAMES,
+    SettingsChanged,
+    Trainer,
+    TrainingDiverged,
+    TrainSettings,
+    check_network,
+    check_resume,
+    read_checkpoint,
+)
 
-__all__ = ["CropSampler", "labelled_images", "list_images", "export_safetensors", "Trainer", "TrainSettings"]
+__all__ = ["CropSampler", "describe", "labelled_images", "list_images", "read_rgb", "export_safetensors", "Trainer",
+           "TrainSettings", "SettingsChanged", "TrainingDiverged", "check_network", "check_resume", "read_checkpoint",
+           "HARMLESS", "OPTION_NAMES"]

@@ -3,20 +3,25 @@
 BSD200 + T91 is ~36 M pixels (~110 MB as uint8), so the loader reads every file once, keeps it
 on the device, and each batch is a set of random crops with flips and 90-degree rotations: the
 GPU never waits for the CPU and the CPU path has no worker processes.
+
+Files are read by :func:`guidedinv.io.read_image` (its formats, its size limit against
+decompression bombs, EXIF orientation applied, grey expanded to RGB, alpha dropped, 16-bit
+rounded to 8): a file it refuses stops training with its one-line error before any step, since a
+silently smaller data set would change what is learnt. :func:`describe` fingerprints the file
+list (names and sizes, not contents) so that a resume can tell whether the data changed.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, list_images as _image_files
+from ..io import IMAGE_SUFFIXES, list_images as _image_files, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "CropSampler"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "describe", "read_rgb", "CropSampler"]
 
 
 def list_images(sources: Sequence[str | Path]) -> list[Path]:
@@ -60,13 +65,28 @@ def labelled_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]
     return files, labels, classes
 
 
-def _load_rgb(path: Path) -> torch.Tensor:
+def describe(files: Sequence[Path], roots: Sequence[str | Path], labels: Sequence[int] | None = None) -> dict:
+    """{"files": count, "digest": 12 hex digits} of the files' names (relative to the folder given,
+    so a moved data set matches), sizes and labels: what a resume compares. Reads no pixels."""
+    folders = [Path(r).resolve() for r in roots if Path(r).is_dir()]
+    rows = []
+    for i, f in enumerate(files):
+        full = Path(f).resolve()
+        name = next((full.relative_to(r).as_posix() for r in folders if full.is_relative_to(r)), full.name)
+        rows.append(f"{name}\t{full.stat().st_size}\t{'' if labels is None else labels[i]}")
+    digest = hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()[:12]
+    return {"files": len(rows), "digest": digest}
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """(3, H, W) uint8 of an image file (module docstring for what is converted); an InputError
+    naming the file when it cannot be read, is too large (a decompression bomb) or is corrupt."""
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"training image {path}: cannot be read ({exc})") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        image = read_image(path).image
+    except InputError as exc:
+        raise InputError(f"training data: {exc}; remove or replace the file") from None
+    image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    return (image * 255).round_().to(torch.uint8).contiguous()
 
 
 class CropSampler:
@@ -96,20 +116,32 @@ class CropSampler:
         self.weights = sizes / sizes.sum()  # pick images in proportion to their area
 
     @classmethod
+    def from_files(cls, files: Sequence[Path], crop: int, labels: Sequence[int] | None = None,
+                   device: str | torch.device = "cpu") -> CropSampler:
+        """Read ``files`` (:func:`read_rgb`) and sample their crops."""
+        return cls([read_rgb(p) for p in files], crop, labels=labels, device=device)
+
+    @classmethod
     def from_folders(cls, sources: Sequence[str | Path], crop: int, device: str | torch.device = "cpu") -> CropSampler:
-        return cls([_load_rgb(p) for p in list_images(sources)], crop, device=device)
+        return cls.from_files(list_images(sources), crop, device=device)
 
     @classmethod
     def from_labelled_folder(cls, root: str | Path, crop: int, device: str | torch.device = "cpu") -> CropSampler:
         """Crops with their image's class, from a folder with one sub-folder per class
         (:func:`labelled_images`); the class names are ``sampler.classes``."""
         files, labels, classes = labelled_images(root)
-        sampler = cls([_load_rgb(p) for p in files], crop, labels=labels, device=device)
+        return cls.from_labelled_files(files, labels, classes, crop, root, device)
+
+    @classmethod
+    def from_labelled_files(cls, files: Sequence[Path], labels: Sequence[int], classes: Sequence[str], crop: int,
+                            root: str | Path, device: str | torch.device = "cpu") -> CropSampler:
+        """The crops of :func:`labelled_images`'s result (``root``: for messages)."""
+        sampler = cls.from_files(files, crop, labels=labels, device=device)
         kept = set(sampler.labels.tolist())
         empty = [c for k, c in enumerate(classes) if k not in kept]
         if empty:
             raise InputError(f"labelled data {root}: no image of class {empty[0]!r} is at least {crop}x{crop} pixels")
-        sampler.classes = classes
+        sampler.classes = list(classes)
         return sampler
 
     @property
