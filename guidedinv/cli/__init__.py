@@ -20,11 +20,28 @@ from .restore import register_restore_commands
 from .toy import generate, train_toy
 from .train import train_app
 
+# click's exception classes, found through typer's public BadParameter: typer >= 0.24 vendors click
+# (typer._click), older typer uses the click package; both have this hierarchy.
+_CLICK = {c.__name__: c for c in typer.BadParameter.__mro__}
+_UsageError, _ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
+_ARGS_KEY = "guidedinv.args"
+
 
 class _UserErrorsAsOneLine(TyperGroup):
-    """Every command, sub-commands included: a user's mistake (any GuidedinvError) is one line on
-    stderr and its exit code, never a traceback. Exit codes: 0 ok, 1 some batch items failed,
-    2 bad input or usage, 3 model problem, 4 download problem, 130 interrupted."""
+    """Every command, sub-commands included: a user's mistake (any GuidedinvError, and click's usage
+    errors: a bad option value, a missing argument, an unknown option or command) is one line on
+    stderr and its exit code, never a traceback or a usage box; Ctrl-C is one line and exit 130.
+    Exit codes: 0 ok, 1 some batch items failed, 2 bad input or usage, 3 model problem, 4 download
+    problem, 130 interrupted. ``--help`` and a bare ``guidedinv`` still print the full help."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        raw = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except _ClickException as exc:  # an option of the group itself (guidedinv --bogus)
+            _one_line(exc, raw)
+        ctx.meta[_ARGS_KEY] = raw
+        return ctx
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
@@ -32,6 +49,48 @@ class _UserErrorsAsOneLine(TyperGroup):
         except GuidedinvError as exc:
             typer.echo(f"guidedinv: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except _ClickException as exc:  # parsing a command's options happens here, below the group
+            _one_line(exc, ctx.meta.get(_ARGS_KEY, []))
+        except KeyboardInterrupt:
+            typer.echo("guidedinv: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _one_line(exc: Exception, args: list[str]) -> None:
+    """Print a click error as ``guidedinv: error: ...`` on one line and exit with its code (2 for usage)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as before
+        raise exc
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    param = getattr(exc, "param", None)
+    value = _typed_value(param, args) if param is not None and type(exc).__name__ == "BadParameter" else None
+    if value is not None and message.startswith("Invalid value for "):
+        head, sep, rest = message.partition(": ")
+        message = f"{head} ({value!r}){sep}{rest}"
+    message = message[:1].lower() + message[1:].rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, _UsageError) and ctx is not None:
+        message = f"{message} (see '{ctx.command_path} --help')"
+    typer.echo(f"guidedinv: error: {message}", err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
+
+
+def _typed_value(param: object, args: list[str]) -> str | None:
+    """What the user typed for an option (its last occurrence: ``--seed abc``, ``--seed=abc``, ``-b0``)."""
+    if getattr(param, "param_type_name", "") != "option":
+        return None
+    names = [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+    value = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif name.startswith("--") and arg.startswith(name + "="):
+                value = arg[len(name) + 1 :]
+            elif not name.startswith("--") and arg.startswith(name) and len(arg) > len(name):
+                value = arg[len(name) :]
+    return value
 
 
 app = typer.Typer(
@@ -88,7 +147,8 @@ def demo(
 
 
 def run() -> None:
-    """Console entry point (see :class:`_UserErrorsAsOneLine` for errors and exit codes)."""
+    """Console entry point (see :class:`_UserErrorsAsOneLine` for errors and exit codes). A Ctrl-C
+    outside a command (while Python imports, say) is also one line and exit 130."""
     try:
         app(prog_name="guidedinv")
     except KeyboardInterrupt:
