@@ -256,3 +256,121 @@ def test_batch_never_writes_over_its_inputs(work, monkeypatch, capsys, make_args
     code, _, err = batch(monkeypatch, capsys, work, *make_args(work), *STEPS)
     assert code == 2 and "is also the" in err and len(err.strip().splitlines()) == 1, err
     assert {p: p.read_bytes() for p in before} == before
+
+
+# -- one batch per output folder: the lock -------------------------------------------------------------
+LOCK_FILES = (".guidedinv-batch.lock", ".guidedinv-batch.lock.json")
+
+
+def test_a_second_batch_on_the_same_folder_is_refused_at_once_and_every_output_is_written_once(work):
+    out = work / "locked"
+    inputs = {p: p.read_bytes() for p in (work / "many").iterdir()}
+    cmd = [sys.executable, "-m", "guidedinv", "batch", "denoise", "many", "--out", str(out), "--model", "tiny.safetensors",
+           "--batch-size", "1", "-q", "--set", 'methods.pnp.steps="30"', "--set", 'methods.diffpir.steps="30"']
+    first = subprocess.Popen(cmd, cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sidecar = out / LOCK_FILES[1]
+    deadline = time.time() + 60
+    while not sidecar.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert json.loads(sidecar.read_text())["pid"] == first.pid
+    seen: dict[str, int] = {}  # output -> the inode it had when first seen: a rewrite would replace it
+    second = subprocess.Popen(cmd, cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while first.poll() is None or second.poll() is None:
+        for p in out.glob("m*.png"):
+            seen.setdefault(p.name, p.stat().st_ino)
+        time.sleep(0.005)
+    err2 = second.stderr.read()
+    assert first.returncode == 0, first.stderr.read()
+    assert second.returncode == 2 and second.stdout.read() == "", err2
+    assert len(err2.strip().splitlines()) == 1 and "Traceback" not in err2, err2
+    assert f"is in use by another guidedinv batch (pid {first.pid} on " in err2 and "use another --out" in err2
+    rep = report(out)
+    assert rep["summary"]["done"] == 6 and {r["status"] for r in rep["items"]} == {"done"}  # none skipped: nobody else wrote
+    assert {p.name: p.stat().st_ino for p in out.glob("m*.png")} == {n: seen.get(n) for n in seen} and len(seen) == 6
+    assert sorted(p.name for p in out.iterdir()) == [f"m{i}.png" for i in range(6)] + ["recipe.toml", "report.json"]  # lock gone
+    assert {p: p.read_bytes() for p in inputs} == inputs
+
+
+def test_ctrl_c_releases_the_lock_and_a_rerun_resumes(work):
+    out = work / "interrupted"
+    cmd = [sys.executable, "-m", "guidedinv", "batch", "denoise", "many", "--out", str(out), "--model", "tiny.safetensors",
+           "--batch-size", "1", "-q", "--set", 'methods.pnp.steps="10"', "--set", 'methods.diffpir.steps="10"']
+    proc = subprocess.Popen(cmd, cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(out.glob("m*.png")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    assert "interrupted" in proc.stderr.read()
+    assert not [name for name in LOCK_FILES if (out / name).exists()]
+    again = subprocess.run(cmd, cwd=work, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "note" not in again.stderr, again.stderr
+    assert report(out)["summary"]["done"] + report(out)["summary"]["skipped"] == 6
+
+
+@pytest.mark.parametrize("host", ["here", "elsewhere"])
+def test_the_sidecar_of_a_dead_holder_is_taken_over_with_a_one_line_note(work, monkeypatch, capsys, host):
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    out = work / f"stale_{host}"
+    out.mkdir()
+    holder = {"pid": gone.pid, "host": socket.gethostname() if host == "here" else "other-host", "started": 0, "rank": 0,
+              "world": 1, "command": "guidedinv batch ..."}
+    (out / LOCK_FILES[1]).write_text(json.dumps(holder))
+    (out / LOCK_FILES[0]).write_text("")
+    code, _, err = batch(monkeypatch, capsys, work, "denoise", "photos/p0.png", "--out", str(out), "-q", *STEPS)
+    assert code == 0, err
+    why = "which is no longer running" if host == "here" else "which no longer holds it"
+    assert err.strip() == f"guidedinv: note: took over the lock of {out} left by pid {gone.pid} on {holder['host']}, " \
+                          f"started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(0))}, {why}"
+    assert not [name for name in LOCK_FILES if (out / name).exists()]
+
+
+def test_lock_modes_single_grouped_and_ranks_without_a_group(tmp_path):
+    from guidedinv.app.batch.folder import FolderLock
+    from guidedinv.errors import InputError
+
+    with FolderLock(tmp_path):  # a single process: every other kind of run is refused
+        for other in (FolderLock(tmp_path), FolderLock(tmp_path, 1, 2), FolderLock(tmp_path, 0, 2, grouped=True, agree=int)):
+            with pytest.raises(InputError, match=f"in use by another guidedinv batch \\(pid {os.getpid()} on "):
+                other.acquire()
+        with pytest.raises(InputError, match="rank 0 says who"):  # rank 1 of a job whose rank 0 was refused
+            FolderLock(tmp_path, 1, 2, grouped=True, agree=lambda refused: refused + 1).acquire()
+    # the ranks of one job without a process group share the folder; a single process and the same rank of another job do not
+    with FolderLock(tmp_path, 0, 2), FolderLock(tmp_path, 1, 2):
+        with pytest.raises(InputError, match="rank 0 of 2"):
+            FolderLock(tmp_path).acquire()
+        with pytest.raises(InputError, match="in use"):
+            FolderLock(tmp_path, 1, 3).acquire()
+    # a torchrun job: rank 0 holds the lock, the other ranks hold nothing and are not refused
+    with FolderLock(tmp_path, 0, 2, grouped=True, agree=int) as rank0, FolderLock(tmp_path, 1, 2, grouped=True, agree=int) as rank1:
+        assert len(rank0.held) == 1 and rank1.held == []
+        with pytest.raises(InputError):
+            FolderLock(tmp_path).acquire()
+    assert list(tmp_path.iterdir()) == []  # every lock file removed by its owner
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--model", "missing.safetensors"], 3, "--model missing.safetensors: neither an existing file nor a known model name"),
+    (["--model", "no-such-registry-name"], 3, "neither an existing file nor a known model name"),
+    (["--device", "meta"], 2, "--device meta: expected auto, cpu, cuda, cuda:N or mps"),
+    (["--device", "banana"], 2, "unknown device 'banana'"),
+    (["--device", "cuda:7"], 2, "--device cuda:7"),
+    (["--dtype", "fp64"], 2, "--dtype fp64: expected one of fp32, fp16, bf16"),
+    (["-b", "0"], 2, "--batch-size 0: expected a whole number >= 1"),
+    (["--batch-size", "-3"], 2, "--batch-size -3"),
+    (["--model", "corrupt.png"], 3, "corrupt.png"),  # exists, but is no checkpoint: found when it loads, still before any write
+])
+def test_a_bad_model_device_dtype_or_batch_size_writes_nothing(work, monkeypatch, capsys, args, code, needle):
+    out = work / f"upfront_{abs(hash(tuple(args)))}"
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["guidedinv", "batch", "denoise", "photos", "--out", str(out), *args, *STEPS])
+    with pytest.raises(SystemExit) as stop:
+        run()
+    err = capsys.readouterr().err
+    assert stop.value.code == code and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "recipe.toml").exists() and not (out / "report.json").exists()
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []

@@ -3,10 +3,48 @@ over :mod:`guidedinv.app.batch`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-__all__ = ["batch_command"]
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["batch_command", "check_device"]
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device of a --device value, refused up front (one line, exit 2) when it is not one
+    guidedinv computes on (auto, cpu, cuda, cuda:N, mps) or is not on this machine."""
+    import torch
+
+    from ..defaults import pick_device
+
+    dev = pick_device(name)
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise InputError(f"--device {name}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
+    return dev
+
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def check_model(model: str, typed: str) -> None:
+    """The model a run will load exists (an embedded name, a file or folder, a registry name), checked
+    before anything is written; the weights themselves load later, only if some item needs them."""
+    from ..defaults import EMBEDDED, embedded_path
+    from ..errors import ModelError
+    from ..models import lookup
+
+    if model in EMBEDDED:
+        embedded_path(model)
+    elif not Path(model).expanduser().exists() and lookup(model) is None:
+        raise ModelError(f"{typed}: neither an existing file nor a known model name; `guidedinv models list` shows the names")
 
 
 class _Bar:
@@ -34,6 +72,9 @@ class _Bar:
     def failed(self, item_id: str, message: str) -> None:
         self.bar.console.print(f"guidedinv: item {item_id} failed: {message}", markup=False, highlight=False, soft_wrap=True)
 
+    def note(self, message: str) -> None:
+        self.bar.console.print(f"guidedinv: note: {message}", markup=False, highlight=False, soft_wrap=True)
+
     def stop(self) -> None:
         self.bar.stop()
 
@@ -46,6 +87,9 @@ class _Quiet:
 
     def failed(self, item_id: str, message: str) -> None:
         typer.echo(f"guidedinv: item {item_id} failed: {message}", err=True)
+
+    def note(self, message: str) -> None:
+        typer.echo(f"guidedinv: note: {message}", err=True)
 
 
 def batch_command(
@@ -64,7 +108,7 @@ def batch_command(
     dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
     tile: str | None = typer.Option(None, show_default="the recipe's: auto",
                                        help="Network tiles: auto (the model's own: 64 px for the default prior) | 0 (whole image) | N px."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1,
+    batch_size: int = typer.Option(4, "--batch-size", "-b",
                                    help="Images of the same (padded) size restored together in one network call."),
     set_: list[str] | None = typer.Option(
         None, "--set", show_default="none",
@@ -78,7 +122,7 @@ def batch_command(
 ) -> None:
     """Restore many images with one recipe into an output folder; resumable, with a JSON report.
 
-    Items already complete in the output folder are skipped, so rerunning the same command resumes an interrupted batch. Each item has its own seed (the manifest's, else a hash of the recipe's seed and the item id), so results do not depend on order, batch size or the number of processes. Outputs are named after the item id (its path relative to the folder or glob it came from, or the manifest's output field).
+    Items already complete in the output folder are skipped, so rerunning the same command resumes an interrupted batch. Each item has its own seed (the manifest's, else a hash of the recipe's seed and the item id), so results do not depend on order, batch size or the number of processes. Outputs are named after the item id (its path relative to the folder or glob it came from, or the manifest's output field). One batch at a time works in an output folder: a second is refused at once (exit 2), naming the first's pid, host and start time.
 
     Examples:
 
@@ -98,6 +142,10 @@ def batch_command(
     from ..app.request import build_request, check_tile
     from ..defaults import load_prior
 
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: expected a whole number >= 1 (images per network call)")
+    if dtype.lower() not in DTYPES:
+        raise InputError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     ranks = None
     bar: _Bar | _Quiet = _Quiet()
     try:
@@ -118,6 +166,8 @@ def batch_command(
             import torch
 
             device = f"cuda:{ranks.local_rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "auto"
+        check_device(device)
+        check_model(str(resolved["model"]), f"--model {model}" if model is not None else f"model {resolved['model']!r} (the recipe's)")
         if not quiet and ranks.rank == 0:
             bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
         result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile), out,

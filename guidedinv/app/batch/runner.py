@@ -1,10 +1,13 @@
 """The batch runner: items in, restored PNGs and a report out; resumable, atomic, one bad item never
 stops the rest.
 
-Flow per process: claim the output folder for the recipe (``recipe.toml``), take this rank's share,
-skip items whose output is already complete, read the rest one by one and group them by padded
-shape (and SR factor), restore each full group in one :func:`guidedinv.app.solve.restore` call,
-write each output atomically, and update the report after every group.
+Flow per process: lock the output folder (one batch at a time: :class:`.folder.FolderLock`), check
+that it holds no results of another recipe, take this rank's share, skip items whose output is
+already complete, load the model if anything is left (before the folder's ``recipe.toml`` and
+``report.json`` are written, so a model that does not load leaves nothing behind), read the rest
+one by one and group them by padded shape (and SR factor), restore each full group in one
+:func:`guidedinv.app.solve.restore` call, write each output atomically, and update the report
+after every group.
 
 Why the results equal one-at-a-time runs: every item is padded on its own exactly as ``restore``
 would pad it alone, its mask is its own (restore takes one per image), and its noise comes from its
@@ -30,7 +33,7 @@ from ...errors import GuidedinvError, InputError
 from ...io import TEMP_SUFFIX, read_image, write_image
 from ..recipes import dump_toml
 from ..solve import restore, size_multiple
-from .folder import RECIPE_NAME, canonical, claim_folder
+from .folder import RECIPE_NAME, FolderLock, canonical, claim_folder
 from .items import Item, item_seed, measurement_seed
 from .measure import Prepared, check_recipe, pad, prepare
 from .metrics import consistency, quality
@@ -47,6 +50,7 @@ class BatchProgress:
     def advance(self, count: int) -> None: ...
     def step(self, index: int, num_steps: int) -> None: ...
     def failed(self, item_id: str, message: str) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 @dataclass
@@ -220,7 +224,8 @@ class _Runner:
             for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
                 tmp.unlink(missing_ok=True)
 
-    def run(self) -> tuple[int, int, int]:
+    def run(self, claim: Callable[[], None]) -> tuple[int, int, int]:
+        """Restore this rank's share; ``claim`` writes the folder's recipe (called once the model has loaded)."""
         mine = self.ranks.share(self.items)
         self.clean_temporaries(mine)
         previous = read_records(self.out_dir)
@@ -230,11 +235,12 @@ class _Runner:
                 self.skip(item, previous.get(item.id))
             else:
                 todo.append(item)
+        if todo:
+            self.denoiser()  # a model that does not load is fatal (exit 3), not a failure of each item; nothing written yet
+        claim()
         self.progress.start(len(todo))
         try:
             self.save()
-            if todo:
-                self.denoiser()  # a model that does not load is fatal (exit 3), not a failure of each item
             groups: dict[tuple, list[Prepared]] = {}
             for item in todo:
                 try:
@@ -290,7 +296,8 @@ def run_batch(
     images; the measurement is simulated with the recipe's operator and noise (seeded per item) and
     the clean image is the reference. force: accept a folder made with a different recipe.
     ranks: this process's share (default: a single process). Raises InputError for a folder made
-    with another recipe or a bad recipe; item problems are recorded in the report instead.
+    with another recipe, a bad recipe, or a folder another batch is working in (locked for the whole
+    run); item problems are recorded in the report instead.
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
@@ -304,14 +311,17 @@ def run_batch(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out_dir}: cannot create the folder ({e.strerror or e})") from None
-    claim_folder(out_dir, recipe, force, writer=ranks.rank == 0)
-    runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress or BatchProgress())
-    try:
-        done, skipped, failed = runner.run()
-    except BaseException:
-        if ranks.world > 1 and not ranks.grouped:  # a process group is torn down by its launcher instead
+    progress = progress or BatchProgress()
+    lock = FolderLock(out_dir, ranks.rank, ranks.world, ranks.grouped, agree=ranks.total, note=progress.note)
+    with lock:
+        claim_folder(out_dir, recipe, force, writer=False)  # refuse another recipe's folder before any work
+        runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress)
+        try:
+            done, skipped, failed = runner.run(lambda: claim_folder(out_dir, recipe, force, writer=ranks.rank == 0))
+        except BaseException:
+            if ranks.world > 1 and not ranks.grouped:  # a process group is torn down by its launcher instead
+                runner.merge()
+            raise
+        if ranks.world > 1:
             runner.merge()
-        raise
-    if ranks.world > 1:
-        runner.merge()
     return BatchResult(ranks.total(done), ranks.total(skipped), ranks.total(failed), out_dir / REPORT_NAME)
