@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -485,3 +486,27 @@ def test_settings_changed_is_raised_by_the_trainer_itself(tmp_path):
 
     resumed = Trainer(replace(settings(6), checkpoint_every=3, log_every=2), data, tmp_path)  # harmless changes
     assert resumed.resume() and resumed.step == 2
+
+
+def test_ctrl_c_says_which_checkpoint_is_kept_and_the_same_command_resumes(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    _images(tmp_path / "data")
+    cmd = [sys.executable, "-m", "guidedinv", "train", "prior", "data", "--out", "run", *BASE[:-4], "--steps", "100000",
+           "--checkpoint-every", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    kept = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"]
+    assert proc.returncode == 130, err
+    assert re.fullmatch(rf"guidedinv: interrupted at step \d+; the checkpoint of step {kept} is kept: rerun the same "
+                        r"command to resume\n", err), err
+    again = subprocess.run([*cmd[:-4], "--steps", str(kept + 1), "--checkpoint-every", "3"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.startswith(f"resuming run/checkpoint.pt at step {kept} of {kept + 1}"), again
