@@ -5,7 +5,8 @@ sits (as downsample factors), class-conditional or not, learned sigma, ResBlock 
 resampling, scale-shift conditioning, the classifier's depth and pool. They cannot tell the qkv
 channel order, the number of heads or the noise schedule; those come, in order of preference, from
 the file's own guidedinv metadata, the registry entry it was loaded by, a registry entry with the
-same layout, or guided-diffusion's defaults, and :class:`Inferred` says which fields were assumed.
+same layout, or guided-diffusion's defaults, and :class:`Inferred` says which fields were assumed
+and which are plain guesses. Model flags (:mod:`guidedinv.models.flags`) replace the guesses.
 
 Every inference is checked by building the implied network on the meta device and comparing all
 key names and shapes; a file that matches no known layout gets a ModelError naming the first

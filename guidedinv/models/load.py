@@ -6,6 +6,12 @@ Lean: tensors are memory-mapped where the format allows, the network is built on
 and the weights are assigned straight onto the target device in their final dtype, one tensor at a
 time, so no second copy of the model is ever allocated.
 
+Every problem with a file is one ModelError line naming it (:mod:`guidedinv.models.checkpoint`);
+weights that are not floating point or not finite are refused as each tensor is read. What the
+shapes cannot show (attention heads, qkv order, schedule) comes from the registry, the file's
+metadata, or model flags (:mod:`guidedinv.models.flags`), else it is guessed with a
+:class:`ModelFlagsWarning`.
+
 Typical use::
 
     from guidedinv.models import load_denoiser, load_classifier
