@@ -1,12 +1,11 @@
 """Training of the embedded models: data sampling, the loop, and export to safetensors."""
 from .data import CropSampler, describe, labelled_images, list_images, read_rgb
 from .export import export_safetensors
-from .loop import (
+from .loop import Trainer, TrainingDiverged
+from .settings import (
     HARMLESS,
     OPTION_NAMES,
     SettingsChanged,
-    Trainer,
-    TrainingDiverged,
     TrainSettings,
     check_network,
     check_resume,
