@@ -108,7 +108,8 @@ def test_flags_file_beside_the_checkpoint_is_read(trained):
     torch.testing.assert_close(told, out, rtol=0, atol=1e-6)
     assert denoiser.inferred.flag_sources == {"num_heads": "--model-flags", "noise_schedule": "--model-flags",
                                               "use_new_attention_order": str(side)}
-    with pytest.raises(ModelError, match=r"^num_heads=2 from --model-flags contradicts num_heads=4 in .*improved\.flags\.json"):
+    conflict = r"^\S*improved\.pt: num_heads=2 from --model-flags contradicts num_heads=4 in \S*improved\.flags\.json"
+    with pytest.raises(ModelError, match=conflict):
         load_model(path, device="cpu", flags="num_heads=2", flags_from="--model-flags")
     for text, message in (
         ("{not json", "improved.flags.json is not valid JSON"),

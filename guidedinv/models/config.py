@@ -142,7 +142,8 @@ def infer_config(
     except ModelError:
         raise
     except (ValueError, KeyError, IndexError, TypeError, ArithmeticError, RuntimeError) as exc:  # shapes no network can have
-        raise ModelError(f"the state dict does not describe a network guidedinv can build ({exc})") from exc
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the state dict does not describe a network guidedinv can build ({first})") from exc
 
 
 def _infer(shapes: Shapes, entry: ModelEntry | None, metadata: Mapping[str, Any] | None) -> Inferred:

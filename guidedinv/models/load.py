@@ -157,10 +157,14 @@ def _given_flags(flags: Flags, schedule: str | None, attention_order: str | None
 def _configure(ckpt: Checkpoint, entry: ModelEntry | None, given: dict[str, Any], where: str) -> Inferred:
     """The inferred configuration with the given flags and those of the file beside the checkpoint
     applied; one warning line (ModelFlagsWarning) when heads, order or schedule remain guesses."""
-    inferred = infer_config(ckpt.shapes, entry, ckpt.metadata)
     side = flags_file(ckpt.path)
-    flags, sources = merge_flags(given, where, read_flags_file(ckpt.path), str(side))
-    inferred = apply_flags(inferred, flags, sources)
+    try:
+        inferred = infer_config(ckpt.shapes, entry, ckpt.metadata)
+        flags, sources = merge_flags(given, where, read_flags_file(ckpt.path), str(side))
+        inferred = apply_flags(inferred, flags, sources)
+    except ModelError as exc:  # about the layout or the flags: say which file, on one line
+        text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(text if text.startswith(str(ckpt.path)) else f"{ckpt.path}: {text}") from exc
     if inferred.guessed:
         warnings.warn(
             f"{ckpt.path} matches no registry model and records no settings: guessing {_and(inferred.guessed)} "
@@ -247,7 +251,7 @@ def load_model(
         try:
             sched = VPSchedule.named(inferred.schedule)
         except ValueError as exc:
-            raise ModelError(str(exc)) from exc
+            raise ModelError(f"{path}: {exc}") from exc
         classes = getattr(cfg, "num_classes", 0) - (inferred.null_label is not None)
         try:
             out = NetworkDenoiser(
