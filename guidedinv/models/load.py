@@ -159,6 +159,8 @@ def _configure(ckpt: Checkpoint, entry: ModelEntry | None, given: dict[str, Any]
     applied; one warning line (ModelFlagsWarning) when heads, order or schedule remain guesses."""
     side = flags_file(ckpt.path)
     try:
+        if detect_format(ckpt.shapes) == "diffusers":
+            ckpt.rename({k: du.current_key(k) for k in ckpt.shapes})
         inferred = infer_config(ckpt.shapes, entry, ckpt.metadata)
         flags, sources = merge_flags(given, where, read_flags_file(ckpt.path), str(side))
         inferred = apply_flags(inferred, flags, sources)
@@ -240,8 +242,6 @@ def load_model(
     dev = _check_device(device, target_dtype)
     path, entry = _resolve(source, progress)
     with open_checkpoint(path) as ckpt:
-        if detect_format(ckpt.shapes) == "diffusers":
-            ckpt.rename({k: du.current_key(k) for k in ckpt.shapes})
         inferred = _configure(ckpt, entry, given, where)
         net = _materialize(inferred, ckpt, dev, target_dtype)
     cfg = inferred.config
