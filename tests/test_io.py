@@ -625,3 +625,48 @@ def test_damaged_header_names_the_format(tmp_path, fmt):
     path.write_bytes(buf.getvalue()[:14])
     with pytest.raises(InputError, match="corrupt or truncated image file"):
         read_image(path)
+
+
+def _retag(p: Path, code: int, new_code: int | None = None, new_count: int | None = None) -> None:
+    """Change the code or count of one entry of the first IFD of a little-endian TIFF."""
+    data = bytearray(p.read_bytes())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (n,) = struct.unpack_from("<H", data, ifd)
+    for i in range(n):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == code:
+            if new_code is not None:
+                struct.pack_into("<H", data, entry, new_code)
+            if new_count is not None:
+                struct.pack_into("<I", data, entry + 4, new_count)
+    p.write_bytes(bytes(data))
+
+
+def test_decoder_warnings_and_log_lines_are_silenced(tmp_path, caplog):
+    """A damaged file is read or refused in one line: Pillow's warnings ('Tag data larger than file')
+    and tifffile's log lines ('missing data offset tag') do not reach the user; settings are restored."""
+    import logging
+    import warnings
+
+    import tifffile
+
+    no_offsets = tmp_path / "f.tif"  # float RGB: tifffile's path
+    tifffile.imwrite(no_offsets, np.full((4, 5, 3), 0.5, np.float32), photometric="rgb")
+    _retag(no_offsets, 273, new_code=65000)
+    long_tag = tmp_path / "p.tif"  # 8-bit RGB: Pillow's path
+    Image.fromarray(samples(4, 5, 3)).save(long_tag)
+    _retag(long_tag, 305 if b"\x31\x01" in long_tag.read_bytes() else 284, new_count=10**6)
+    _retag(long_tag, 296, new_count=10**6)
+    levels = [logging.getLogger(n).level for n in ("PIL", "tifffile")]
+    caplog.set_level(logging.DEBUG)
+    for path in (no_offsets, long_tag):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            try:
+                read_image(path)
+            except InputError as e:
+                assert "\n" not in str(e)
+        assert not seen, [str(w.message) for w in seen]
+    assert not [r for r in caplog.records if r.name.startswith(("PIL", "tifffile"))], caplog.records
+    assert [logging.getLogger(n).level for n in ("PIL", "tifffile")] == levels
+    assert Image.MAX_IMAGE_PIXELS is not None

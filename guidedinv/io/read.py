@@ -21,16 +21,19 @@ Size limit (one for every format and sample type): the width x height a file dec
 against :func:`max_pixels` from its header, before any pixel is decoded, so a small file that
 declares a huge image (a decompression bomb) costs nothing. The limit is ``guidedinv.io.MAX_PIXELS``
 when a program sets it, else the environment variable ``GUIDEDINV_MAX_PIXELS``, else
-``DEFAULT_MAX_PIXELS`` (128 Mpx). Pillow's own bomb check is replaced by this one while we read.
+``DEFAULT_MAX_PIXELS`` (128 Mpx). Pillow's own bomb check is replaced by this one while we read,
+and the decoders' warnings about a damaged file are silenced (it is read, or refused in one line).
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A)/LA PNGs are decoded by Pillow twice (high and
 low bytes of each sample) and 16-bit or float colour TIFFs are read with tifffile.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,28 +126,38 @@ def check_pixels(path: str | Path, width: int, height: int, what: str = "image")
                          f"with {MAX_PIXELS_ENV}=N (environment) or guidedinv.io.MAX_PIXELS = N (Python)")
 
 
-_pillow_lock = threading.Lock()
-_pillow_users = 0
-_pillow_saved: int | None = None
+_decoding_lock = threading.Lock()
+_decoding_depth = 0
+_decoding_saved: tuple = ()
 
 
 @contextmanager
-def _own_size_check() -> Iterator[None]:
-    """Pillow's bomb check (a warning above 89 Mpx, an error above 179 Mpx, at open and again at
-    load) off while read_image uses Pillow: ``check_pixels`` replaces it, so one limit holds for
-    every format and raising it works. Counted, so overlapping reads in threads restore it once."""
-    global _pillow_users, _pillow_saved
-    with _pillow_lock:
-        if _pillow_users == 0:
-            _pillow_saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-        _pillow_users += 1
+def _decoding() -> Iterator[None]:
+    """While read_image decodes: Pillow's own bomb check (a warning above 89 Mpx, an error above
+    179 Mpx, at open and again at load) is off, as ``check_pixels`` replaces it (one limit for every
+    format, and raising it works); Pillow's and tifffile's warnings and log lines about a damaged
+    file are silenced, as the file is either read or refused with one line. Counted, so that
+    overlapping reads in threads restore the settings once, when the last one ends."""
+    global _decoding_depth, _decoding_saved
+    loggers = [logging.getLogger("PIL"), logging.getLogger("tifffile")]
+    with _decoding_lock:
+        if _decoding_depth == 0:
+            _decoding_saved = (Image.MAX_IMAGE_PIXELS, [log.level for log in loggers])
+            Image.MAX_IMAGE_PIXELS = None
+            for log in loggers:
+                log.setLevel(logging.CRITICAL + 1)
+        _decoding_depth += 1
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
-        with _pillow_lock:
-            _pillow_users -= 1
-            if _pillow_users == 0:
-                Image.MAX_IMAGE_PIXELS = _pillow_saved
+        with _decoding_lock:
+            _decoding_depth -= 1
+            if _decoding_depth == 0:
+                Image.MAX_IMAGE_PIXELS = _decoding_saved[0]
+                for log, level in zip(loggers, _decoding_saved[1]):
+                    log.setLevel(level)
 
 
 def read_image(path: str | Path) -> ImageData:
@@ -153,7 +166,7 @@ def read_image(path: str | Path) -> ImageData:
     _check_file(path)
     max_pixels()  # a bad setting is reported as itself, not as a bad file
     try:
-        with _own_size_check(), Image.open(path, formats=_PILLOW_FORMATS) as im:
+        with _decoding(), Image.open(path, formats=_PILLOW_FORMATS) as im:
             return _from_pillow(im, path)
     except InputError:
         raise
@@ -163,9 +176,16 @@ def read_image(path: str | Path) -> ImageData:
         raise InputError(f"{path}: cannot read the file (permission denied)") from None
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: image too large to read safely ({e})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
+    except _DECODER_FAULTS as e:
         raise InputError(f"{path}: corrupt or truncated image file ({str(e) or type(e).__name__})") from None
     return _unidentified(path)
+
+
+# what Pillow raises on damaged files: besides OSError / SyntaxError (its documented ones), a
+# corrupt TIFF directory can surface as a TypeError ("Missing dimensions") or KeyError, a bad
+# field as struct.error or ZeroDivisionError (found by tests/test_fuzz_loaders.py)
+_DECODER_FAULTS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error, ZeroDivisionError,
+                   OverflowError)
 
 
 def _check_file(path: Path) -> None:
@@ -274,7 +294,7 @@ def _read_tiff(path: Path) -> ImageData:
     except ImportError:
         raise InputError(f"{path}: 16-bit or floating-point colour TIFF needs the tifffile package (pip install tifffile)") from None
     try:
-        with tifffile.TiffFile(path) as tf:
+        with _decoding(), tifffile.TiffFile(path) as tf:
             if len(tf.pages) != 1:
                 raise InputError(f"{path}: has {len(tf.pages)} frames or pages; only single-frame images are accepted")
             page = tf.pages[0]

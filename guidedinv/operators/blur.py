@@ -233,7 +233,10 @@ def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
     if version not in ((1, 0), (2, 0)):
         raise InputError(f"{where}: .npy format version {version[0]}.{version[1]} is not accepted; accepted: 1.0 and 2.0 (numpy.save)")
     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = read_header(f)
+    try:
+        shape, fortran, dtype = read_header(f)
+    except Exception as e:  # numpy tokenizes and literal-evals the header: TokenError, SyntaxError, ValueError, ...
+        raise InputError(f"{where}: corrupt .npy header ({type(e).__name__}: {str(e)[:200]})") from None
     if dtype.hasobject or dtype.kind not in "iuf":
         what = "Python objects (never unpickled)" if dtype.hasobject else f"dtype {dtype}"
         raise InputError(f"{where}: the array holds {what}; a blur kernel is an array of real numbers (float or integer)")
