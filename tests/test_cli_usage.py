@@ -58,6 +58,13 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, case):
     assert not (tmp_path / "out").exists()
 
 
+def test_control_characters_in_messages_are_escaped(tmp_path, monkeypatch, capsys):
+    """A file name with a newline still gives one line (the error quotes it escaped)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(monkeypatch, capsys, ["denoise", "a\nb.png"])
+    assert code == 2 and err.count("\n") == 1 and "a\\nb.png" in err, err
+
+
 def test_help_is_unchanged(monkeypatch, capsys):
     code, out, err = _run(monkeypatch, capsys, ["denoise", "--help"])
     assert code == 0 and "Usage: guidedinv denoise [OPTIONS]" in out and "--seed" in out and err == ""

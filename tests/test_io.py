@@ -670,3 +670,16 @@ def test_decoder_warnings_and_log_lines_are_silenced(tmp_path, caplog):
     assert not [r for r in caplog.records if r.name.startswith(("PIL", "tifffile"))], caplog.records
     assert [logging.getLogger(n).level for n in ("PIL", "tifffile")] == levels
     assert Image.MAX_IMAGE_PIXELS is not None
+
+
+def test_unreadable_paths_are_input_errors(tmp_path):
+    """Names the OS refuses (too long, NUL byte, a link loop, a file used as a folder) are one-line InputErrors."""
+    (tmp_path / "loop_a.png").symlink_to(tmp_path / "loop_b.png")
+    (tmp_path / "loop_b.png").symlink_to(tmp_path / "loop_a.png")
+    (tmp_path / "f.png").write_bytes(b"x")
+    cases = {tmp_path / ("x" * 300 + ".png"): "File name too long", tmp_path / "a\x00b.png": "embedded null byte",
+             tmp_path / "loop_a.png": "Too many levels of symbolic links", tmp_path / "f.png" / "a.png": "file not found"}
+    for path, phrase in cases.items():
+        with pytest.raises(InputError, match=phrase) as info:
+            read_image(path)
+        assert "\n" not in str(info.value)

@@ -205,3 +205,10 @@ def test_kernel_larger_than_image_is_refused():
         check_kernel_fits((65, 3), (64, 100))
     with pytest.raises(InputError, match="is 101x3 pixels but the image is 100x64"):
         check_kernel_fits(torch.Size([3, 101]), (2, 3, 64, 100))
+
+
+def test_unreadable_kernel_paths(tmp_path):
+    for path, phrase in {tmp_path / ("x" * 300 + ".npy"): "File name too long", tmp_path / "a\x00b.npy": "does not exist|null byte",
+                         tmp_path: "does not exist"}.items():
+        with pytest.raises(InputError, match=phrase):
+            load_kernel(path)

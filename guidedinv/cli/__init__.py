@@ -47,7 +47,7 @@ class _UserErrorsAsOneLine(TyperGroup):
         try:
             return super().invoke(ctx)
         except GuidedinvError as exc:
-            typer.echo(f"guidedinv: error: {exc}", err=True)
+            typer.echo(f"guidedinv: error: {_printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except _ClickException as exc:  # parsing a command's options happens here, below the group
             _one_line(exc, ctx.meta.get(_ARGS_KEY, []))
@@ -70,8 +70,13 @@ def _one_line(exc: Exception, args: list[str]) -> None:
     ctx = getattr(exc, "ctx", None)
     if isinstance(exc, _UsageError) and ctx is not None:
         message = f"{message} (see '{ctx.command_path} --help')"
-    typer.echo(f"guidedinv: error: {message}", err=True)
+    typer.echo(f"guidedinv: error: {_printable(message)}", err=True)
     raise typer.Exit(getattr(exc, "exit_code", 2))
+
+
+def _printable(message: str) -> str:
+    """One line whatever a message quotes: control characters (a newline or NUL in a file name) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _typed_value(param: object, args: list[str]) -> str | None:

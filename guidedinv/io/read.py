@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import struct
 import sys
 import threading
@@ -189,13 +190,17 @@ _DECODER_FAULTS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeE
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError) as e:  # a name too long, a loop of links, a NUL byte, no permission on a folder
+        raise InputError(f"{path}: cannot read the file ({getattr(e, 'strerror', None) or e})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path}: is a folder, not an image file")
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes)")
 
 

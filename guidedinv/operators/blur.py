@@ -169,7 +169,11 @@ def load_kernel(path: str | Path, key: str | None = None) -> torch.Tensor:
     from ..io import IMAGE_SUFFIXES
 
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError) as e:  # a name too long, a loop of links, a NUL byte
+        raise InputError(f"kernel file {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not is_file:
         raise InputError(f"kernel file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
