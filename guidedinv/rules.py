@@ -104,7 +104,7 @@ class DDIM(StepRule):
 
     def step(self, x, pred, a, a_next, rng, state):
         eps = _eps_hat(x, pred.x0, a)
-        s = self.eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next))
+        s = self.eta * math.sqrt((1 - a_next) / (1 - a) * (1 - a / a_next)) if self.eta > 0 else 0.0  # eta 0 also runs upwards
         out = math.sqrt(a_next) * pred.x0 + math.sqrt(max(1 - a_next - s * s, 0.0)) * eps
         if s > 0:
             out = out + s * rng.randn_like(x)

@@ -8,19 +8,20 @@ not the same numbers); a generated random mask uses the seed itself.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import InputError
-from ..io import make_mask
+from ..io import make_mask, pad_to_multiple
 from ..noise import NoiseSource
 from ..operators import Blur, Downsample, Identity, Inpainting, LinearOperator, crop_to_multiple
 from .request import OperatorSpec, Request, kernel_path, parse_request
 
 __all__ = ["build_operator", "simulate", "measurement_seed", "Measurement", "simulate_measurement", "operator_spec",
-           "default_mask"]
+           "default_mask", "pad_measurement"]
 
 SEED_RANGE = 2**53  # derived seeds stay exact in JSON readers that use doubles
 
@@ -125,3 +126,13 @@ def simulate_measurement(request: Request, clean: torch.Tensor, mask: torch.Tens
     if mask is not None:
         y = operator.AT(y)  # the visible image with the hole zeroed, as a user would have it
     return Measurement(y, mask, operator, x)
+
+
+def pad_measurement(request: Request, y: torch.Tensor, mask: torch.Tensor | None, multiple: int):
+    """Reflect-pad y (and the mask) so the unknown image's sides are multiples of ``multiple``;
+    returns (y, mask, crop, factor)."""
+    factor = request.operator.factor
+    step = multiple // math.gcd(multiple, factor)  # LR sides must be multiples of this
+    y_pad, crop = pad_to_multiple(y, step, mode="reflect")
+    mask_pad = None if mask is None else pad_to_multiple(mask, step, mode="reflect")[0]
+    return y_pad, mask_pad, crop, factor

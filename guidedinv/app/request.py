@@ -37,7 +37,7 @@ else:  # pragma: no cover
 __all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "preset_dir", "load_preset",
            "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT"]
 
-TASKS = ("inpaint", "superres", "deblur", "denoise")
+TASKS = ("inpaint", "superres", "deblur", "denoise", "edit")
 KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
 SEED_LIMIT = 2**63
 TOP_KEYS = ("task", "model", "tile", "method", "seed", "operator", "noise", "methods", "guidance", "batch")
@@ -53,6 +53,8 @@ _OPERATOR_KEYS: dict[str, tuple[Setting, ...]] = {
              Setting("size", "int", 61, "size of generated gaussian and motion kernels (odd)", low=3, high=1001),
              Setting("boundary", "str", "padded", "padded | reflect | circular", choices=("padded", "reflect", "circular"))),
     "identity": (),
+    "edit": (Setting("mask", "str", "", "edit weights: a mask file (white = edit, grey = blend) or box | half | ...; \"\": everywhere"),
+             Setting("reference", "str", "", "a reference image for ILVR (\"\": none)")),
 }
 _GUIDANCE_KEYS = (
     Setting("class", "int", None, "class label to guide towards", low=0, high=1_000_000),
@@ -67,6 +69,7 @@ class OperatorSpec:
 
     kind: str
     mask: str | None = None
+    reference: str | None = None
     scale: int | None = None
     mode: str | None = None
     kernel: str | None = None
@@ -235,8 +238,10 @@ def _check_operator(recipe: Mapping[str, Any], task: str) -> OperatorSpec:
     values = {s.name: s.check(table.get(s.name, s.default), f"operator.{s.name}") for s in specs}
     if kind == "blur":
         _check_kernel(values["kernel"], values["size"])
-    if kind == "inpaint":
+    if kind == "inpaint" or (kind == "edit" and values["mask"]):
         _check_mask_spec(values["mask"])
+    if kind == "edit" and values["reference"] and not Path(values["reference"]).is_file():
+        raise InputError(f"operator.reference = {values['reference']!r}: no such image file")
     return OperatorSpec(kind, **values)
 
 

@@ -9,7 +9,6 @@ to fit and the result cropped back, so any size works.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,12 +16,14 @@ import torch
 
 from ..denoiser import Denoiser
 from ..errors import InputError
-from ..io import from_model_range, pad_sides, pad_to_multiple, to_model_range
+from ..io import from_model_range, pad_sides, to_model_range
 from ..models.load import network_size_multiple
 from ..noise import NoiseSource
 from ..operators import ColourToGrey, LinearOperator
 from ..sampler import StepInfo, sample
-from .measure import build_operator, default_mask, simulate
+from .edit import run_edit
+from .guided import class_guidance
+from .measure import build_operator, default_mask, pad_measurement, simulate
 from .methods import ClassicalMethod, GuidedMethod, Plan, PlanInput, get_method
 from .request import Request, parse_request
 
@@ -88,38 +89,6 @@ def warm_start(request: Request | dict[str, Any], denoiser: Denoiser, y: torch.T
     return to_model_range(estimate).to(y.device), denoiser.schedule.t_from_sigma(float(request.settings["start_sigma"]))
 
 
-def pad_measurement(request: Request, y: torch.Tensor, mask: torch.Tensor | None, multiple: int):
-    """Reflect-pad y (and the mask) so the unknown image's sides are multiples of ``multiple``;
-    returns (y, mask, crop, factor)."""
-    factor = request.operator.factor
-    step = multiple // math.gcd(multiple, factor)  # LR sides must be multiples of this
-    y_pad, crop = pad_to_multiple(y, step, mode="reflect")
-    mask_pad = None if mask is None else pad_to_multiple(mask, step, mode="reflect")[0]
-    return y_pad, mask_pad, crop, factor
-
-
-def _guided(request: Request, denoiser: Denoiser, terms: list, batch: int, classifier: Any):
-    """The request's class guidance, if any: (denoiser, extra terms, labels)."""
-    spec = request.guidance
-    if spec is None:
-        return denoiser, [], None
-    from ..guidance import ClassifierFreeGuidance, ClassifierGuidance
-
-    labels = torch.full((batch,), spec.label, dtype=torch.long)
-    if classifier is not None:
-        classes = getattr(getattr(classifier, "config", None), "out_channels", None)
-        if classes and spec.label >= classes:
-            raise InputError(f"--class {spec.label}: the classifier knows classes 0..{classes - 1}")
-        return denoiser, [ClassifierGuidance(classifier, labels, spec.scale)], None
-    classes = int(getattr(denoiser, "num_classes", 0) or 0)
-    if classes == 0:
-        raise InputError(f"--class {spec.label}: the model is unconditional; give --classifier FILE (a noisy-image "
-                         "classifier) or a class-conditional --model")
-    if spec.label >= classes:
-        raise InputError(f"--class {spec.label}: the model knows classes 0..{classes - 1}")
-    return ClassifierFreeGuidance(denoiser, spec.scale), [], labels
-
-
 def restore(
     denoiser: Denoiser | None,
     request: Request | dict[str, Any],
@@ -129,6 +98,7 @@ def restore(
     seeds: Sequence[int] | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     classifier: Any = None,
+    reference: torch.Tensor | None = None,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Restore measurements ``y`` ((B, C, h, w) in [0, 1]; C = 1 or 3) with a request (or recipe).
 
@@ -137,6 +107,8 @@ def restore(
     mask: inpainting only, bool (h, w) or one per image (B, h, w), True = fill (else the request's
     mask). seeds: one per image (default request seed + index): each image's result depends on its
     own seed only. classifier: the loaded noisy classifier of the request's class guidance, if any.
+    Editing (task "edit"): y is the image to edit, mask its edit weights in [0, 1] (white = edit),
+    reference an ILVR reference of y's size ([0, 1]); see :func:`guidedinv.app.edit.run_edit`.
     Returns (B, C, H, W) in [0, 1], H x W the unknown image's size (h x w times the SR factor).
     A classical method needs no denoiser (None is fine) and ignores seeds and callback.
     """
@@ -149,7 +121,7 @@ def restore(
         outs = []
         for yi, si, mi in zip(y, seeds, masks):
             one = restore(denoiser, request, yi[None] if yi.ndim == 3 else yi, mask=mi, seeds=[si], callback=callback,
-                          classifier=classifier)
+                          classifier=classifier, reference=reference)
             outs.append(one[0])
         return outs
     if y.ndim != 4 or y.shape[1] not in (1, 3):
@@ -166,6 +138,9 @@ def restore(
         return run_classical(request, y, mask)
     if denoiser is None:
         raise InputError(f"method {request.method!r} needs a prior (a denoiser), got None")
+    if request.operator.kind == "edit":
+        return run_edit(denoiser, request, y, mask=mask, reference=reference, seeds=seeds, callback=callback,
+                        classifier=classifier)
     device = next((p.device for p in denoiser.parameters()), y.device)
     y = y.to(device, torch.float32)
     if mask is None and request.operator.kind == "inpaint":
@@ -183,7 +158,7 @@ def restore(
     if channels == 1:  # a grey photo is a grey measurement of the colour image the prior knows
         operator = ColourToGrey(operator)
     plan = plan_method(request, operator, operator.to_model_range(y_pad))
-    prior, extra, labels = _guided(request, denoiser, plan.terms, batch, classifier)
+    prior, extra, labels = class_guidance(request, denoiser, batch, classifier)
     init, init_t = warm_start(request, denoiser, y_pad, mask_pad)
     try:
         x = sample(prior, (batch, 3, *hw), NoiseSource.from_seeds(seeds), steps=plan.steps, rule=plan.rule,

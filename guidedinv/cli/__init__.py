@@ -14,6 +14,7 @@ from .. import __version__
 from ..errors import GuidedinvError
 from .batch import batch_command
 from .bench import bench_command
+from .edit import edit_command, invert_command
 from .eval import eval_command
 from .models import models_app
 from .restore import register_restore_commands
@@ -113,6 +114,8 @@ app.add_typer(train_app, name="train")
 train_app.command("toy")(train_toy)
 app.command("generate")(generate)
 register_restore_commands(app)
+app.command("edit")(edit_command)
+app.command("invert")(invert_command)
 app.command("bench")(bench_command)
 app.command("batch")(batch_command)
 app.command("eval")(eval_command)

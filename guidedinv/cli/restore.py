@@ -123,7 +123,7 @@ def _specific(task: str) -> list[tuple[str, Any, Any]]:
     }[task]
 
 
-def _string(value: str) -> str:
+def toml_string(value: str) -> str:
     return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
@@ -136,20 +136,20 @@ def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
             pairs.append((f"{flag} {value}", assignment))
 
     add("--scale", o.get("scale"), f"operator.scale={o.get('scale')}")
-    add("--mode", o.get("mode"), f"operator.mode={_string(o.get('mode'))}")
-    add("--kernel", o.get("kernel"), f"operator.kernel={_string(o.get('kernel'))}")
+    add("--mode", o.get("mode"), f"operator.mode={toml_string(o.get('mode'))}")
+    add("--kernel", o.get("kernel"), f"operator.kernel={toml_string(o.get('kernel'))}")
     add("--kernel-size", o.get("kernel_size"), f"operator.size={o.get('kernel_size')}")
     add("--sigma", o.get("sigma"), f"noise.sigma_y={o.get('sigma')!r}")
-    add("--mask", o.get("mask"), f"operator.mask={_string(o.get('mask'))}")
-    add("--method", o["method"], f"method={_string(o['method'])}")
+    add("--mask", o.get("mask"), f"operator.mask={toml_string(o.get('mask'))}")
+    add("--method", o["method"], f"method={toml_string(o['method'])}")
     add("--sigma-y", o["sigma_y"], f"noise.sigma_y={o['sigma_y']!r}")
     add("--seed", o["seed"], f"seed={o['seed']}")
-    add("--model", o["model"], f"model={_string(o['model'])}")
+    add("--model", o["model"], f"model={toml_string(o['model'])}")
     if o["tile"] is not None:
         tile = o["tile"].strip()
-        add("--tile", tile, f"tile={tile}" if tile.isdigit() else f"tile={_string(tile)}")
+        add("--tile", tile, f"tile={tile}" if tile.isdigit() else f"tile={toml_string(tile)}")
     add("--class", o["class_"], f"guidance.class={o['class_']}")
-    add("--classifier", o["classifier"], f"guidance.classifier={_string(o['classifier'])}")
+    add("--classifier", o["classifier"], f"guidance.classifier={toml_string(o['classifier'])}")
     add("--guidance-scale", o["guidance_scale"], f"guidance.scale={o['guidance_scale']!r}")
     return pairs
 
@@ -160,15 +160,19 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
     if o["steps"] is not None:
         if not request.uses_network:
             raise InputError(f"--steps {o['steps']}: the classical method {request.method!r} runs no steps")
-        request = request.with_changes([f"methods.{request.method}.steps={_string(o['steps'])}"], f"--steps {o['steps']}")
-    if o["device"] not in ("auto", "cpu", "mps") and not (o["device"] == "cuda" or o["device"].startswith("cuda:")
-                                                           and o["device"][5:].isdigit()):
-        raise InputError(f"--device {o['device']}: expected auto, cpu, cuda, cuda:N or mps")
-    if o["dtype"] not in ("fp32", "fp16", "bf16"):
-        raise InputError(f"--dtype {o['dtype']}: expected fp32, fp16 or bf16")
+        request = request.with_changes([f"methods.{request.method}.steps={toml_string(o['steps'])}"], f"--steps {o['steps']}")
+    check_device_dtype(o["device"], o["dtype"])
     if task == "inpaint" and o.get("mask_file") is not None and o.get("mask") is not None:
         raise InputError("give either a MASK file or --mask SPEC, not both")
     return request
+
+
+def check_device_dtype(device: str, dtype: str) -> None:
+    """--device and --dtype checked before any model loads (availability is the loader's)."""
+    if device not in ("auto", "cpu", "mps") and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+        raise InputError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
+    if dtype not in ("fp32", "fp16", "bf16"):
+        raise InputError(f"--dtype {dtype}: expected fp32, fp16 or bf16")
 
 
 def _paths(task: str, request: Request, o: dict[str, Any]) -> tuple[Path, list, list]:
@@ -197,7 +201,7 @@ def _paths(task: str, request: Request, o: dict[str, Any]) -> tuple[Path, list, 
     return out, reads, writes
 
 
-def _progress(quiet: bool):
+def progress_bar(quiet: bool):
     if quiet:
         return None, None
     from rich.console import Console
@@ -250,7 +254,7 @@ def restore_file(task: str, **o: Any) -> Path:
             classifier = load_classifier(defaults.resolve_model(request.guidance.classifier),
                                          device=next(denoiser.parameters()).device)
     frames: list[torch.Tensor] = []
-    bar, task_id = _progress(o["quiet"])
+    bar, task_id = progress_bar(o["quiet"])
 
     def callback(info) -> None:
         if bar is not None:

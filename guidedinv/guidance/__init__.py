@@ -1,9 +1,11 @@
 """Guidance terms: what steers the one reverse loop (see :mod:`guidedinv.guidance.base`)."""
 from .base import GuidanceTerm, StepContext
+from .blend import MaskedBlend
 from .cfg import ClassifierFreeGuidance
 from .classifier import ClassifierGuidance
 from .dps import DPS
 from .exact import ExactLikelihood, gaussian_posterior, operator_matrix
+from .ilvr import ILVR
 from .measurement import MeasurementTerm
 from .projection import Projection
 from .proximal import Proximal
@@ -19,6 +21,8 @@ __all__ = [
     "Projection",
     "Replacement",
     "Proximal",
+    "MaskedBlend",
+    "ILVR",
     "ExactLikelihood",
     "gaussian_posterior",
     "operator_matrix",

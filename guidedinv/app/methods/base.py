@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InputError
@@ -27,7 +27,7 @@ __all__ = ["Setting", "Method", "GuidedMethod", "ClassicalMethod", "Plan", "Plan
            "TASK_OF_KIND"]
 
 RULE_NAMES = ("ddpm", "ddpm-large", "ddpm-learned", "ddim", "dpm++2m", "renoise", "pnp")
-TASK_OF_KIND = {"downsample": "superres", "blur": "deblur", "inpaint": "inpaint", "identity": "denoise"}
+TASK_OF_KIND = {"downsample": "superres", "blur": "deblur", "inpaint": "inpaint", "identity": "denoise", "edit": "edit"}
 
 
 @dataclass(frozen=True)
@@ -101,23 +101,30 @@ class Cost:
 
 @dataclass
 class Plan:
-    """What the sampler needs: guidance terms, step rule, grid and RePaint-style resampling."""
+    """What the sampler needs: guidance terms, step rule, grid and RePaint-style resampling; ``start``:
+    (image in model range, timestep) to start from that image noised to that timestep (SDEdit), or
+    (image, -1) for "the image itself, no step"; None: pure noise, or the method's warm start."""
 
     terms: list
     rule: Any
     steps: str
     resample: Any = None
+    start: tuple[Any, int] | None = None
 
 
 @dataclass
 class PlanInput:
     """What a method plans from: the operator on the solver's grid, the measurement in model range,
-    its noise (sigma_y, [0, 1] scale) and the method's validated settings."""
+    its noise (sigma_y, [0, 1] scale), the method's validated settings, the model's number of
+    timesteps, and the request's other images (editing: "mask" edit weights (B, 1, H, W) in [0, 1],
+    "reference" in model range), padded like the measurement."""
 
     operator: LinearOperator
     y_model: torch.Tensor
     sigma_y: float
     settings: Mapping[str, Any]
+    num_timesteps: int = 1000
+    images: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Method:
