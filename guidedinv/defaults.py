@@ -61,7 +61,7 @@ def parse_tile(text: str | int) -> str | int:
     value = str(text).strip().lower()
     if value == "auto":
         return "auto"
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise InputError(f"--tile must be 'auto' or a whole number of pixels (0 = no tiling), got {text!r}")
     return int(value)
 

@@ -62,8 +62,7 @@ WORK = Path(tempfile.mkdtemp(prefix="guidedinv-fuzz-"))
 
 
 def outcome(loader: str, call: Callable[[], object], refusal: type[GuidedinvError] = InputError) -> object | None:
-    """Run one example: its result, or None when it was refused the right way (or hit a crash
-    already reported in another engineer's file, KNOWN_ELSEWHERE)."""
+    """Run one example: its result, or None when it was refused the right way."""
     try:
         result = call()
     except GuidedinvError as exc:
@@ -71,13 +70,6 @@ def outcome(loader: str, call: Callable[[], object], refusal: type[GuidedinvErro
         assert isinstance(exc, refusal), f"{type(exc).__name__} (exit {exc.exit_code}), expected {refusal.__name__}: {message}"
         assert message and "\n" not in message, f"not one line: {message!r}"
         TALLY[loader, f"refused ({type(exc).__name__})"] += 1
-        return None
-    except Exception as exc:
-        where = _raised_in(exc)
-        known = KNOWN_ELSEWHERE.get(where)
-        if known is None or not isinstance(exc, known[0]) or known[1] not in str(exc):
-            raise
-        TALLY[loader, f"known crash in {where}"] += 1
         return None
     TALLY[loader, "ok"] += 1
     return result
@@ -89,42 +81,18 @@ def _raised_in(exc: BaseException) -> str:
     return "guidedinv/" + files[-1].replace("\\", "/").rsplit("/guidedinv/", 1)[1] if files else ""
 
 
-def _manifest_with_dot_input() -> object:
+def test_manifest_ids_that_name_no_file_and_superscript_digits_are_one_line_errors():
+    """Two crashes the fuzzing found (a manifest row {"input": "."}; the kernel spec 'motion:\u00b2', which
+    str.isdigit accepts and int does not), fixed: each is an InputError now."""
     from guidedinv.app.batch.items import read_manifest
+    from guidedinv.app.request import build_request
 
     path = WORK / "dot.jsonl"
     path.write_text('{"input": "."}\n')
-    return read_manifest(path)
-
-
-def _motion_superscript_seed() -> object:
-    from guidedinv.app.request import build_request
-
-    return build_request("deblur", sets=['operator.kernel="motion:\u00b2"'])
-
-
-# Crashes the fuzzing found in files this test's author does not own, reported in issue 13 with
-# these reproducers: the fuzz tests count them instead of failing, and test_known_crashes_elsewhere
-# pins each one (a strict xfail: once fixed it fails, and its entry here is to be deleted).
-KNOWN_ELSEWHERE: dict[str, tuple[type[Exception], str, Callable[[], object]]] = {
-    # guidedinv deblur x.png --kernel 'motion:²': str.isdigit() accepts '²', int() does not
-    "guidedinv/app/request.py": (ValueError, "invalid literal for int()", _motion_superscript_seed),
-    # a manifest row {"input": "."} (or "id": "." or "/"): the default output name of '.' is computed by with_name
-    "guidedinv/app/batch/items.py": (ValueError, "has an empty name", _manifest_with_dot_input),
-}
-
-
-@pytest.mark.parametrize("where", sorted(KNOWN_ELSEWHERE))
-@pytest.mark.xfail(strict=True, reason="a crash reported in issue 13 for another file; delete its KNOWN_ELSEWHERE entry once fixed")
-def test_known_crashes_elsewhere(where):
-    kind, phrase, reproduce = KNOWN_ELSEWHERE[where]
-    try:
-        reproduce()
-    except GuidedinvError:
-        return  # fixed: a one-line error now
-    except kind as exc:
-        assert _raised_in(exc) == where and phrase in str(exc)
-        raise
+    with pytest.raises(GuidedinvError, match="names no file"):
+        read_manifest(path)
+    with pytest.raises(GuidedinvError, match="motion:SEED"):
+        build_request("deblur", sets=['operator.kernel="motion:\u00b2"'])
 
 
 # ------------------------------------------------------------------ mutations

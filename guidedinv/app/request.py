@@ -258,7 +258,7 @@ def _check_kernel(spec: str, size: int) -> None:
             raise InputError(f"operator.kernel = {spec!r}: expected gaussian:SIGMA with 0 < SIGMA <= 100, e.g. gaussian:3.0")
         return
     if name == "motion":
-        if arg and not (arg.isdigit() and int(arg) < 2**32):
+        if arg and not ((arg.isascii() and arg.isdigit()) and int(arg) < 2**32):
             raise InputError(f"operator.kernel = {spec!r}: expected motion or motion:SEED with a whole SEED >= 0")
         return
     path = kernel_path(spec)
@@ -310,7 +310,7 @@ def check_tile(value: Any, where: str = "tile") -> str | int:
     """'auto' or a whole number of pixels >= 0 (0: the whole image in one network call)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and (value.strip().isascii() and value.strip().isdigit()):
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(f"{where} {value!r}: expected 'auto' or a whole number of pixels (0 = no tiling)")

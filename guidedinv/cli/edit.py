@@ -36,7 +36,7 @@ def _request(o: dict[str, Any]) -> Request:
     add("--model", o["model"], f"model={toml_string(o['model'])}")
     if o["tile"] is not None:
         tile = o["tile"].strip()
-        add("--tile", tile, f"tile={tile}" if tile.isdigit() else f"tile={toml_string(tile)}")
+        add("--tile", tile, f"tile={tile}" if (tile.isascii() and tile.isdigit()) else f"tile={toml_string(tile)}")
     add("--class", o["class_"], f"guidance.class={o['class_']}")
     add("--classifier", o["classifier"], f"guidance.classifier={toml_string(o['classifier'])}")
     add("--scale", o["scale"], f"guidance.scale={o['scale']!r}")

@@ -147,7 +147,7 @@ def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
     add("--model", o["model"], f"model={toml_string(o['model'])}")
     if o["tile"] is not None:
         tile = o["tile"].strip()
-        add("--tile", tile, f"tile={tile}" if tile.isdigit() else f"tile={toml_string(tile)}")
+        add("--tile", tile, f"tile={tile}" if (tile.isascii() and tile.isdigit()) else f"tile={toml_string(tile)}")
     add("--class", o["class_"], f"guidance.class={o['class_']}")
     add("--classifier", o["classifier"], f"guidance.classifier={toml_string(o['classifier'])}")
     add("--guidance-scale", o["guidance_scale"], f"guidance.scale={o['guidance_scale']!r}")
@@ -169,7 +169,7 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
 
 def check_device_dtype(device: str, dtype: str) -> None:
     """--device and --dtype checked before any model loads (availability is the loader's)."""
-    if device not in ("auto", "cpu", "mps") and not (device == "cuda" or device.startswith("cuda:") and device[5:].isdigit()):
+    if device not in ("auto", "cpu", "mps") and not (device == "cuda" or device.startswith("cuda:") and (device[5:].isascii() and device[5:].isdigit())):
         raise InputError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
     if dtype not in ("fp32", "fp16", "bf16"):
         raise InputError(f"--dtype {dtype}: expected fp32, fp16 or bf16")

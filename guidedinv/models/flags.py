@@ -92,7 +92,7 @@ def _value(key: str, raw: Any) -> Any:
         raise bad
     if isinstance(raw, int):
         number = raw
-    elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit() and raw.strip().count("-") <= 1:
+    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().lstrip("-").isdigit() and raw.strip().count("-") <= 1:
         number = int(raw.strip())
     else:
         raise bad

@@ -68,6 +68,8 @@ def item_seed(item: Item, recipe_seed: int) -> int:
 def _output_for(item_id: str, where: str) -> str:
     """Default output name: the id with a .png suffix (a.b/c.jpg -> a.b/c.png)."""
     path = PurePosixPath(item_id)
+    if not path.name:
+        raise InputError(f"{where}: the id {item_id!r} names no file, so it gives no output name; give an 'output' field")
     return _checked_output(str(path.with_suffix(".png") if path.suffix else path.with_name(path.name + ".png")), where)
 
 
