@@ -16,7 +16,6 @@ import os
 import struct
 import sys
 import tempfile
-import traceback
 import zipfile
 import zlib
 from collections import Counter
@@ -73,12 +72,6 @@ def outcome(loader: str, call: Callable[[], object], refusal: type[GuidedinvErro
         return None
     TALLY[loader, "ok"] += 1
     return result
-
-
-def _raised_in(exc: BaseException) -> str:
-    """The package file (guidedinv/...) of the innermost guidedinv frame that raised ``exc``."""
-    files = [f.filename for f in traceback.extract_tb(exc.__traceback__) if "/guidedinv/" in f.filename.replace("\\", "/")]
-    return "guidedinv/" + files[-1].replace("\\", "/").rsplit("/guidedinv/", 1)[1] if files else ""
 
 
 def test_manifest_ids_that_name_no_file_and_superscript_digits_are_one_line_errors():
