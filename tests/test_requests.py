@@ -81,6 +81,9 @@ BAD = {
     "jump-zero": (["inpaint", "x.png", "m.png", "--set", "methods.repaint.jump_length=0"], "jump_length = 0"),
     "bool-for-number": (["denoise", "x.png", "--set", "methods.pnp.lam=true"], "methods.pnp.lam = True"),
     "tile": (["denoise", "x.png", "--tile", "big"], "--tile big"),
+    "model-flags-key": (["denoise", "x.png", "--model-flags", "bogus=1"], "--model-flags bogus=1"),
+    "model-flags-value": (["denoise", "x.png", "--model-flags", "num_heads=abc"], "num_heads"),
+    "model-flags-type": (["denoise", "x.png", "--set", "model_flags=3"], "model_flags = 3"),
     "device": (["denoise", "x.png", "--device", "meta"], "--device meta"),
     "dtype": (["denoise", "x.png", "--dtype", "fp64"], "--dtype fp64"),
     # whole sections replaced by scalars

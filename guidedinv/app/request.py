@@ -40,7 +40,7 @@ __all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "
 TASKS = ("inpaint", "superres", "deblur", "denoise", "edit")
 KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
 SEED_LIMIT = 2**63
-TOP_KEYS = ("task", "model", "tile", "method", "seed", "operator", "noise", "methods", "guidance", "batch")
+TOP_KEYS = ("task", "model", "model_flags", "tile", "method", "seed", "operator", "noise", "methods", "guidance", "batch")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -97,6 +97,7 @@ class Request:
 
     task: str
     model: str
+    model_flags: str
     tile: str | int
     method: str
     seed: int
@@ -338,6 +339,13 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
     model = recipe.get("model", "default")
     if not isinstance(model, str) or not model.strip():
         raise InputError(f"model = {model!r}: expected 'default', a registry name or a checkpoint file")
+    model_flags = recipe.get("model_flags", "")
+    if not isinstance(model_flags, str):
+        raise InputError(f"model_flags = {model_flags!r}: expected text such as \"num_heads=4 use_new_attention_order=true\"")
+    if model_flags.strip():
+        from ..models.flags import parse_model_flags  # guided-diffusion's hidden flags, checked before any load
+
+        parse_model_flags(model_flags, option="model_flags")
     tile = check_tile(recipe.get("tile", "auto"), "tile =")
     seed = _check_scalar(recipe, "seed", Setting("seed", "int", 0, "", low=0, high=SEED_LIMIT - 1))
     operator = _check_operator(recipe, task)
@@ -369,7 +377,9 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
     resolved["operator"] = {"kind": operator.kind, **{k: v for k, v in vars(operator).items() if k != "kind" and v is not None}}
     resolved["noise"] = {"sigma_y": sigma_y}
     resolved["methods"] = {method_name: dict(settings)}
-    return Request(task, model, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved)
+    if model_flags.strip():
+        resolved["model_flags"] = model_flags
+    return Request(task, model, model_flags, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved)
 
 
 def build_request(task: str | None, task_file: str | Path | None = None, options: Sequence[tuple[str, str]] = (),

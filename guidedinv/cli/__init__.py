@@ -6,6 +6,7 @@ a second): the command modules import torch and the model code inside their comm
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from typer.core import TyperGroup
@@ -28,6 +29,10 @@ _UsageError, _ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
 _ARGS_KEY = "guidedinv.args"
 
 
+def _warning_line(message, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    typer.echo(f"guidedinv: warning: {_printable(str(message))}", err=True)
+
+
 class _UserErrorsAsOneLine(TyperGroup):
     """Every command, sub-commands included: a user's mistake (any GuidedinvError, and click's usage
     errors: a bad option value, a missing argument, an unknown option or command) is one line on
@@ -46,7 +51,9 @@ class _UserErrorsAsOneLine(TyperGroup):
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # a library warning (e.g. guessed model flags) is one line too
+                warnings.showwarning = _warning_line
+                return super().invoke(ctx)
         except GuidedinvError as exc:
             typer.echo(f"guidedinv: error: {_printable(str(exc))}", err=True)
             ctx.exit(exc.exit_code)

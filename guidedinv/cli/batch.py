@@ -104,6 +104,8 @@ def batch_command(
     model: str | None = typer.Option(
         None, "--model", show_default="the recipe's model",
         help="The prior: 'default' (embedded), a registry name or a checkpoint file."),
+    model_flags: str | None = typer.Option(None, "--model-flags", show_default=False,
+                                           help="Hidden settings of a guided-diffusion checkpoint (num_heads=4 use_new_attention_order=true)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps; under torchrun auto is cuda:LOCAL_RANK."),
     dtype: str = typer.Option("fp32", help="Network precision: fp32, fp16 or bf16."),
     tile: str | None = typer.Option(None, show_default="the recipe's: auto",
@@ -154,6 +156,8 @@ def batch_command(
         options = []
         if model is not None:
             options.append((f"--model {model}", f"model={json.dumps(model)}"))
+        if model_flags is not None:
+            options.append((f"--model-flags {model_flags}", f"model_flags={json.dumps(model_flags)}"))
         if tile:
             value = check_tile(tile, "--tile")
             options.append((f"--tile {tile}", f"tile={value}" if isinstance(value, int) else 'tile="auto"'))
@@ -170,7 +174,8 @@ def batch_command(
         check_model(str(resolved["model"]), f"--model {model}" if model is not None else f"model {resolved['model']!r} (the recipe's)")
         if not quiet and ranks.rank == 0:
             bar = _Bar("items" if ranks.world == 1 else f"rank 0 of {ranks.world}")
-        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile), out,
+        result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile,
+                                                               flags=request.model_flags or None, flags_from="--model-flags"), out,
                            batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar,
                            reads=[manifest] if manifest is not None else [])
     except KeyboardInterrupt:

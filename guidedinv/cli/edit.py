@@ -34,6 +34,7 @@ def _request(o: dict[str, Any]) -> Request:
     add("--steps", o["steps"], f"methods.sdedit.steps={toml_string(o['steps'])}")
     add("--seed", o["seed"], f"seed={o['seed']}")
     add("--model", o["model"], f"model={toml_string(o['model'])}")
+    add("--model-flags", o["model_flags"], f"model_flags={toml_string(o['model_flags'])}")
     if o["tile"] is not None:
         tile = o["tile"].strip()
         add("--tile", tile, f"tile={tile}" if (tile.isascii() and tile.isdigit()) else f"tile={toml_string(tile)}")
@@ -76,6 +77,8 @@ def edit_command(
                                             "instead of noising IMAGE: IMAGE only names the output and its size.", show_default=False),
     model: str | None = typer.Option(None, help="Prior: 'default' (embedded), a registry name or a checkpoint file.",
                                      show_default="default"),
+    model_flags: str | None = typer.Option(None, "--model-flags", help="Hidden settings of a guided-diffusion checkpoint "
+                                           "(num_heads=4 use_new_attention_order=true).", show_default=False),
     rule: str | None = typer.Option(None, help="Step rule: ddpm | ddim | dpm++2m | renoise | ...", show_default=_DEFAULTS["rule"]),
     steps: str | None = typer.Option(None, help="Network calls below the strength's level: 'logsnrN' runs N; 'N' is cut "
                                      "at the level (about strength x N).", show_default=_DEFAULTS["steps"]),
@@ -135,7 +138,8 @@ def edit_command(
         from ..app.latent import read_latent
 
         latent = read_latent(from_latent, data.size)
-    denoiser = defaults.load_prior(request.model, device, dtype, request.tile)
+    denoiser = defaults.load_prior(request.model, device, dtype, request.tile, flags=request.model_flags or None,
+                                   flags_from="--model-flags")
     clf = None
     if request.guidance is not None and request.guidance.classifier:
         from ..models import load_classifier

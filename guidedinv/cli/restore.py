@@ -62,6 +62,9 @@ def _common(task: str) -> list[tuple[str, Any, Any]]:
     return [  # (name, annotation, default)
         ("model", str | None, _opt(None, "--model", help="Prior: 'default' (embedded), a registry name or a checkpoint file.",
                                       shown=str(d["recipe"].get("model", "default")))),
+        ("model_flags", str | None, _opt(None, "--model-flags", help="Hidden settings of a guided-diffusion checkpoint the "
+                                         "registry does not know: 'num_heads=4 use_new_attention_order=true' or its own "
+                                         "'--num_heads 4 ...' (else read from CHECKPOINT-STEM.flags.json).", shown=False)),
         ("method", str | None, _opt(None, "--method", help=f"{methods}.", shown=d["method"])),
         ("steps", str | None, _opt(None, "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'.",
                                       shown=f"the method's: {guided}")),
@@ -145,6 +148,7 @@ def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
     add("--sigma-y", o["sigma_y"], f"noise.sigma_y={o['sigma_y']!r}")
     add("--seed", o["seed"], f"seed={o['seed']}")
     add("--model", o["model"], f"model={toml_string(o['model'])}")
+    add("--model-flags", o["model_flags"], f"model_flags={toml_string(o['model_flags'])}")
     if o["tile"] is not None:
         tile = o["tile"].strip()
         add("--tile", tile, f"tile={tile}" if (tile.isascii() and tile.isdigit()) else f"tile={toml_string(tile)}")
@@ -247,7 +251,8 @@ def restore_file(task: str, **o: Any) -> Path:
 
     denoiser = classifier = None
     if request.uses_network:
-        denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile)
+        denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile, flags=request.model_flags or None,
+                                       flags_from="--model-flags")
         if request.guidance is not None and request.guidance.classifier:
             from ..models import load_classifier
 
