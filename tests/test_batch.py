@@ -374,3 +374,57 @@ def test_a_bad_model_device_dtype_or_batch_size_writes_nothing(work, monkeypatch
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (out / "recipe.toml").exists() and not (out / "report.json").exists()
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+# ---- editing: `guidedinv batch edit` with the manifest's mask column as float edit weights
+
+TOY_EDIT = ["--model", "toy-prior", "--tile", "0"]
+EDIT_SETS = ["--set", "methods.sdedit.strength=0.4", "--set", 'methods.sdedit.steps="logsnr6"']
+
+
+def cli(monkeypatch, capsys, work: Path, *args: str) -> tuple[int, str, str]:
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["guidedinv", *args])
+    with pytest.raises(SystemExit) as stop:
+        run()
+    out = capsys.readouterr()
+    return int(stop.value.code or 0), out.out, out.err
+
+
+def test_batch_edit_with_manifest_masks_equals_single_edits(work, monkeypatch, capsys):
+    soft = np.tile(np.linspace(0, 255, 16).round().astype(np.uint8), (16, 1))  # 0 on the left: kept; grey blends
+    soft[:, :4] = 0
+    Image.fromarray(soft).save(work / "soft_mask.png")
+    rows = [{"input": "photos/p0.png", "mask": "soft_mask.png", "seed": 5, "id": "soft"},
+            {"input": "photos/p2.png", "mask": "mask2.png", "seed": 6, "id": "hard"},
+            {"input": "photos/p4.png", "seed": 7, "id": "whole"}]
+    (work / "edits.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, _, err = cli(monkeypatch, capsys, work, "batch", "edit", "--manifest", "edits.jsonl", "--out", "edited",
+                       "-b", "3", "-q", *TOY_EDIT, *EDIT_SETS)
+    assert code == 0, err
+    recs = {r["id"]: r for r in report(work / "edited")["items"]}
+    assert all(r["status"] == "done" for r in recs.values()), recs
+    for row in rows:
+        mask = ["--mask", row["mask"]] if "mask" in row else []
+        out = f"single_{row['id']}.png"
+        code, _, err = cli(monkeypatch, capsys, work, "edit", row["input"], "-o", out, "--seed", str(row["seed"]), "-q",
+                           *mask, *TOY_EDIT, "--strength", "0.4", "--steps", "logsnr6")
+        assert code == 0, err
+        assert np.array_equal(pixels(work / "edited" / recs[row["id"]]["output"]), pixels(work / out)), row["id"]
+    # the masks were the items' own: weight 0 keeps the input exactly, the edited region changed
+    inp = {r["id"]: pixels(work / r["input"]) for r in rows}
+    res = {r["id"]: pixels(work / "edited" / recs[r["id"]]["output"]) for r in rows}
+    keep = np.asarray(Image.open(work / "mask2.png")) < 128
+    assert np.array_equal(res["hard"][keep], inp["hard"][keep]) and not np.array_equal(res["hard"][~keep], inp["hard"][~keep])
+    assert np.array_equal(res["soft"][:, :4], inp["soft"][:, :4]) and not np.array_equal(res["soft"][:, 8:], inp["soft"][:, 8:])
+    assert not np.array_equal(res["whole"], inp["whole"])
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["--set", "methods.sdedit.ilvr=4", "--set", 'operator.reference="photos/p0.png"'], "no ILVR reference"),
+    (["--set", "guidance.class=1", "--set", 'guidance.classifier="toy-classifier"'], "no classifier guidance"),
+])
+def test_batch_edit_refuses_ilvr_and_classifier_guidance_up_front(work, monkeypatch, capsys, sets, needle):
+    code, out, err = cli(monkeypatch, capsys, work, "batch", "edit", "photos", "--out", "edit_refused", *TOY_EDIT, *sets)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (work / "edit_refused").exists()

@@ -29,7 +29,7 @@ class Prepared:
     item: Item
     recipe: dict[str, Any]  # the item's: its seed, its scale
     y: torch.Tensor  # (1, C, h, w) measurement in [0, 1]
-    mask: torch.Tensor | None  # (h, w) bool, True = fill
+    mask: torch.Tensor | None  # (h, w) bool, True = fill; editing: float weights in [0, 1], 1 = edit
     operator: LinearOperator  # on the unpadded result's grid, for the consistency metric
     reference: torch.Tensor | None  # (C, H, W) in [0, 1]
     alpha: torch.Tensor | None  # (1, H', W') of the input, put back on the output
@@ -46,16 +46,26 @@ class Prepared:
 
     @property
     def key(self) -> tuple:
-        """Items with equal keys share one restore() call."""
+        """Items with equal keys share one restore() call (an edit with a mask and one without do not)."""
         assert self.y_pad is not None
-        return (tuple(self.y_pad.shape[1:]), self.factor)
+        return (tuple(self.y_pad.shape[1:]), self.factor, self.mask_pad is None)
 
 
 def check_recipe(recipe: dict[str, Any] | Request) -> Request:
     """Recipe mistakes are usage errors before any item runs, not a failure of every item."""
-    if isinstance(recipe, Request):
-        return recipe
-    return parse_request({k: v for k, v in recipe.items() if k != "batch"}, "recipe")
+    request = recipe if isinstance(recipe, Request) else parse_request({k: v for k, v in recipe.items() if k != "batch"},
+                                                                         "recipe")
+    # The runner loads no classifier: a recipe naming one would silently run classifier-free guidance
+    # (a class-conditional model) or fail every item; refuse it before any item runs.
+    if request.guidance is not None and request.guidance.classifier:
+        raise InputError(f"guidance.classifier = {request.guidance.classifier!r}: batch runs no classifier guidance; "
+                         "use a class-conditional model (classifier-free guidance, no guidance.classifier) or run "
+                         "'guidedinv edit --class C --classifier FILE' per image")
+    if request.operator.kind == "edit" and (request.settings.get("ilvr") or request.operator.reference):
+        raise InputError("batch edit takes no ILVR reference (operator.reference, methods.sdedit.ilvr); a manifest's "
+                         "reference column is the clean image for scoring; run 'guidedinv edit IMAGE --reference REF "
+                         "--ilvr N' per image")
+    return request
 
 
 def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]:
@@ -72,7 +82,16 @@ def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]
 
 
 def item_mask(item: Item, request: Request, hw: tuple[int, int]) -> torch.Tensor | None:
-    """The item's mask file, else the request's mask file or generated spec (seeded by the item's seed)."""
+    """The item's mask file, else the request's mask file or generated spec (seeded by the item's seed).
+
+    Inpainting: bool (h, w), True = fill. Editing: float edit weights (h, w) in [0, 1], white = edit
+    (:func:`guidedinv.app.edit.edit_weights`, as ``guidedinv edit --mask`` reads them), or None
+    (edit everywhere) when neither the item nor the recipe names one."""
+    if request.operator.kind == "edit":
+        from ..edit import edit_weights
+
+        spec = item.mask if item.mask is not None else request.operator.mask
+        return edit_weights(spec, hw, request.seed) if spec else None
     if request.operator.kind != "inpaint":
         if item.mask is not None:
             raise InputError(f"a mask was given but this recipe's operator is {request.operator.kind!r}")
