@@ -31,6 +31,7 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "good.toml").write_text('task = "denoise"\nmethod = "pnp"\n[operator]\nkind = "identity"\n')
     (tmp_path / "r.recipe.toml").write_text(Path(defaults.__file__).parent.joinpath("app/presets/denoise.toml").read_text())
     (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     (tmp_path / "ro.png").write_bytes((tmp_path / "x.png").read_bytes())
     (tmp_path / "ro.png").chmod(0o444)
     (tmp_path / "rodir").mkdir()
@@ -67,6 +68,8 @@ BAD = {
     "kernel-missing": (["deblur", "x.png", "--kernel", "nofile.npy"], "no such kernel file"),
     "kernel-size-even": (["deblur", "x.png", "--kernel-size", "8"], "odd"),
     "kernel-size-huge": (["deblur", "x.png", "--kernel-size", "100001"], "<= 1001"),
+    "kernel-larger-than-image": (["deblur", "x.png", "--kernel-size", "31"], "--kernel gaussian:3.0"),
+    "kernel-file-corrupt": (["deblur", "x.png", "--kernel", "bad.npy"], "bad.npy"),
     "mask-spec": (["inpaint", "x.png", "--mask", "circle"], "--mask circle"),
     "sigma-negative": (["denoise", "x.png", "--sigma-y", "-0.5"], "--sigma-y -0.5"),
     "sigma-nan": (["denoise", "x.png", "--sigma", "nan"], "--sigma nan"),

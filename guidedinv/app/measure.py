@@ -21,7 +21,7 @@ from ..operators import Blur, Downsample, Identity, Inpainting, LinearOperator, 
 from .request import OperatorSpec, Request, kernel_path, parse_request
 
 __all__ = ["build_operator", "simulate", "measurement_seed", "Measurement", "simulate_measurement", "operator_spec",
-           "default_mask", "pad_measurement"]
+           "default_mask", "pad_measurement", "check_kernel_size"]
 
 SEED_RANGE = 2**53  # derived seeds stay exact in JSON readers that use doubles
 
@@ -50,6 +50,14 @@ def _kernel(spec: OperatorSpec, boundary: str) -> Blur:
     path = kernel_path(str(spec.kernel))
     key = str(spec.kernel)[len(str(path)) + 1:] or None
     return Blur.from_file(path, key, boundary=boundary)
+
+
+def check_kernel_size(request: Request, hw: tuple[int, int]) -> None:
+    """A blur kernel larger than the (H, W) image it blurs is refused (meaningless and slow)."""
+    if request.operator.kind == "blur":
+        from ..operators import check_kernel_fits
+
+        check_kernel_fits(build_operator(request, (1, 1)).kernel.shape, hw, f"--kernel {request.operator.kernel}")
 
 
 def default_mask(request: Request, hw: tuple[int, int]) -> torch.Tensor:

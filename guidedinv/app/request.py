@@ -266,6 +266,10 @@ def _check_kernel(spec: str, size: int) -> None:
     if not path.is_file():
         raise InputError(f"operator.kernel = {spec!r}: no such kernel file; expected gaussian:SIGMA, motion, motion:SEED "
                          "or a .npy / .npz:KEY / image file")
+    from ..operators import load_kernel  # read once here: a corrupt file fails before any model loads
+
+    key = spec[len(str(path)) + 1:] or None
+    load_kernel(path, key)
 
 
 def kernel_path(spec: str) -> Path:

@@ -228,7 +228,7 @@ def restore_file(task: str, **o: Any) -> Path:
     import torch
 
     from .. import defaults
-    from ..app.measure import default_mask, simulate_measurement
+    from ..app.measure import check_kernel_size, default_mask, simulate_measurement
     from ..app.recipes import dump_toml
     from ..app.solve import restore
     from ..io import check_mask, read_image, read_mask
@@ -236,6 +236,7 @@ def restore_file(task: str, **o: Any) -> Path:
 
     data = read_image(o["image"])
     image = data.image[None]
+    check_kernel_size(request, data.size)
     mask = None
     if task == "inpaint":
         hw = data.size

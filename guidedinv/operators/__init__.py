@@ -4,7 +4,7 @@ they are cheap (``operator.spectral(x)``), and the noise model.
 Images are batched (B, C, H, W) of any size, float32 or float64, on any device.
 """
 from .base import Compose, LinearOperator, conjugate_gradient
-from .blur import Blur, boundary_index, check_kernel, gaussian_kernel, load_kernel, motion_kernel
+from .blur import Blur, boundary_index, check_kernel, check_kernel_fits, gaussian_kernel, load_kernel, motion_kernel
 from .downsample import Downsample, crop_to_multiple, resize_matrix
 from .grey import ColourToGrey
 from .identity import Identity
@@ -23,6 +23,7 @@ __all__ = [
     "Blur",
     "boundary_index",
     "check_kernel",
+    "check_kernel_fits",
     "gaussian_kernel",
     "motion_kernel",
     "load_kernel",
