@@ -6,22 +6,26 @@ buffers of a restoration (the sampler's state, the measurement, the blended outp
 the image whatever the budget; :func:`guidedinv.memory_estimate.estimate_memory` counts both.
 
 Budget: :func:`set_memory_budget` (bytes or "2G"), else the environment variable ``GUIDEDINV_MEMORY``,
-else the default: a quarter of the memory available at first use (``MemAvailable``, or the cgroup's
-limit when lower; the free memory of a CUDA device), at most 2 GiB, at least 64 MiB. A quarter
-leaves room for the image-sized buffers, the weights and whatever else runs; 2 GiB is far past where
-larger chunks stop being faster (benchmarks/memory.py: the 64 px tiles of the embedded prior cost
-about 8 MB each, and time per tile is flat from 16 tiles a call upwards) and keeps a restoration
-polite on a large machine.
+else the default, fixed at first use: on the host a quarter of the available memory (``MemAvailable``,
+or the cgroup's room when lower), at most 512 MiB, at least 64 MiB; on a CUDA device half its free
+memory. A quarter leaves room for the image-sized buffers, the weights and whatever else runs. On a
+CPU larger chunks are not faster: one 1024 px call of the embedded prior (361 tiles of 13 MB by the
+count below) took 13.6 s of CPU with a 256 MiB budget (18 tiles a chunk, peak 342 MB), 13.7 s with
+512 MiB (37 tiles, 672 MB), 14.2 s in chunks of 64 (1207 MB) and 14.1 s in one call (4020 MB), 1
+thread, allocator tuned; 512 MiB leaves room for more threads. A GPU's memory is the process's own
+and larger calls are faster there. The budget decides how a call is chunked; it never refuses on
+its own: a tile (or a whole image that cannot be tiled) over it runs alone.
 
 Cost of a network call: measured, once per network, input shape, dtype, device and grad mode, by
 running the network on one tile (or a crop) while counting the bytes of the live tensors it creates
 (:class:`LiveBytes`, a dispatch mode: every op's outputs are counted until their last Python
 reference dies). Activations are linear in the batch, so a chunk of k tiles costs k times one tile.
 With gradients on (DPS), what autograd saves for the backward pass stays counted (saved-tensor
-hooks). A margin of 25 % (50 % with gradients, for the backward pass's buffers) covers what the count
-cannot see (kernel workspaces, allocator rounding): the embedded prior counts 1664 B per pixel of a
-tile, its RSS grows by 1920 (2.84 GB for 361 tiles in one call); with gradients it counts 11.4 kB,
-its RSS grows by 15 kB per pixel, forward and backward (1.54 GB for the 25 tiles of a 256 px image).
+hooks). The count is doubled for what it cannot see (heap fragmentation, oneDNN's reorder buffers
+and workspaces, the backward pass's buffers): the embedded prior counts 1664 B per pixel of a tile,
+and the RSS of its calls grew by 2.0-3.9 kB per pixel (1 to 64 tiles a call, 1 or 2 threads, glibc's
+allocator tuned or not; 1.9 kB for 361 tiles in one call); with gradients it counts 11.4 kB, the
+RSS grew by 15 kB per pixel, forward and backward (1.54 GB for the 25 tiles of a 256 px image).
 
 Allocator (Linux/glibc only): glibc serves every block over its mmap threshold (at most 32 MB) with
 a fresh mmap and unmaps it on free, so a network call whose activations are larger page-faults them
@@ -52,10 +56,11 @@ __all__ = ["ENV_BUDGET", "parse_memory", "format_bytes", "set_memory_budget", "m
 ENV_BUDGET = "GUIDEDINV_MEMORY"
 ENV_MALLOPT = "GUIDEDINV_MALLOPT"
 DEFAULT_FRACTION = 0.25
-DEFAULT_CAP = 2 * 2**30
+DEFAULT_CAP = 512 * 2**20
 DEFAULT_FLOOR = 64 * 2**20
-MARGIN = 1.25  # what the live-tensor count cannot see (workspaces, allocator rounding)
-GRAD_MARGIN = 1.5  # with gradients: the backward pass's own buffers too
+CUDA_FRACTION = 0.5
+MARGIN = 2.0  # what the live-tensor count cannot see: heap fragmentation, oneDNN's reorder buffers
+GRAD_MARGIN = 2.0  # with gradients: the backward pass's own buffers too
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
           "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
@@ -109,8 +114,10 @@ def memory_budget(device: torch.device | str | None = None) -> int:
     key = str(dev)
     if key not in _defaults:
         free = available_memory(dev)
-        budget = DEFAULT_CAP if free is None else int(free * DEFAULT_FRACTION)
-        _defaults[key] = max(DEFAULT_FLOOR, min(DEFAULT_CAP, budget))
+        if dev.type == "cuda":  # the device's memory is this process's, and larger calls are faster there
+            _defaults[key] = max(DEFAULT_FLOOR, int(free * CUDA_FRACTION))
+        else:
+            _defaults[key] = max(DEFAULT_FLOOR, min(DEFAULT_CAP, DEFAULT_CAP if free is None else int(free * DEFAULT_FRACTION)))
     return _defaults[key]
 
 

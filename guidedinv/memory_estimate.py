@@ -32,7 +32,7 @@ __all__ = ["MemoryEstimate", "estimate_memory", "estimate_for", "check_memory", 
            "EMBEDDED_TILING", "EMBEDDED_BYTES_PER_PIXEL", "IMAGE_COPIES"]
 
 EMBEDDED_TILING = recommended_tiling(48, 8)  # the embedded prior's: 64 px tiles, 8 shared
-EMBEDDED_BYTES_PER_PIXEL = {False: 2080, True: 17190}  # its call_bytes per tile pixel, margins included
+EMBEDDED_BYTES_PER_PIXEL = {False: 3328, True: 22810}  # its call_bytes per tile pixel, margins included
 EMBEDDED_WEIGHTS = 2_609_027 * 4
 IMAGE_COPIES = {False: 13.0, True: 19.0}
 
@@ -71,21 +71,25 @@ def estimate_memory(
     height: int, width: int, *, batch: int = 1, gradient: bool = False, tiling: Tiling | None = EMBEDDED_TILING,
     fallback: Tiling | None = EMBEDDED_TILING, budget: int | None = None, bytes_per_pixel: float | None = None,
     image_copies: float | None = None, weights: int = EMBEDDED_WEIGHTS, device: torch.device | str = "cpu",
+    room: int | None = None,
 ) -> MemoryEstimate:
     """Peak memory of restoring ``batch`` images whose OUTPUT is ``height`` x ``width`` (module notes).
 
     gradient: the method differentiates through the network (dps). tiling / fallback: the network's
-    tiling (None: whole images) and the tiles a whole image over the budget falls back to (None: it is
-    refused, an InputError). budget: activation bytes of one call (default memory_budget(device)).
-    bytes_per_pixel: the network's activation bytes per pixel of a call (:func:`network_bytes_per_pixel`;
-    default the embedded prior's). image_copies: image-sized float32 buffers (default IMAGE_COPIES).
-    weights: bytes of the parameters. Defaults describe the embedded prior with its default tiling.
+    tiling (None: whole images) and the tiles a whole image over the budget falls back to (None: it runs
+    whole if it fits in ``room``, default the memory available, else an InputError). budget: activation
+    bytes of one call (default memory_budget(device)). bytes_per_pixel: the network's activation bytes
+    per pixel of a call (:func:`network_bytes_per_pixel`; default the embedded prior's). image_copies:
+    image-sized float32 buffers (default IMAGE_COPIES). weights: bytes of the parameters. Defaults
+    describe the embedded prior with its default tiling.
     """
     limit = int(budget if budget is not None else memory_budget(device))
     options = {"batch": int(batch), "gradient": bool(gradient), "tiling": tiling, "fallback": fallback, "budget": limit,
-               "bytes_per_pixel": bytes_per_pixel, "image_copies": image_copies, "weights": int(weights), "device": device}
+               "bytes_per_pixel": bytes_per_pixel, "image_copies": image_copies, "weights": int(weights), "device": device,
+               "room": room}
     per_px = float(EMBEDDED_BYTES_PER_PIXEL[bool(gradient)] if bytes_per_pixel is None else bytes_per_pixel)
-    plan = plan_call(int(batch), int(height), int(width), tiling, lambda h, w: int(per_px * h * w), limit, bool(gradient), fallback)
+    plan = plan_call(int(batch), int(height), int(width), tiling, lambda h, w: int(per_px * h * w), limit, bool(gradient), fallback,
+                     room if room is not None else available_memory(device))
     copies = IMAGE_COPIES[bool(gradient)] if image_copies is None else float(image_copies)
     images = int(copies * batch * 3 * height * width * 4)
     return MemoryEstimate(int(height), int(width), int(batch), bool(gradient), plan, images, int(weights), options)

@@ -16,13 +16,14 @@ laid out per image (the last tile of a row or column is flush with the border).
 
 Chunks: the tiles of a call (image by image, each in box order) go to the network in chunks whose
 activations fit the memory budget (guidedinv.memory: a quarter of the available memory, at most
-2 GiB by default), so memory stays flat with image size. Every pixel adds its tiles' outputs in box
-order whatever the chunks, so chunking changes nothing but the network's batch (bit for bit for a
-network whose per-item outputs do not depend on the batch). A whole image over the budget runs on the
-network's training tiles where they are known, else it is refused. With gradients (DPS) each chunk is
-checkpointed when the activations kept for the backward pass would exceed the budget. On 1 CPU
-thread the embedded prior's 1024 px call (361 tiles): one chunk 32.2 s, 2.84 GB (before the
-allocator fix of guidedinv.memory); see benchmarks/memory.py for the figures now.
+512 MiB on a CPU by default), so memory stays flat with image size. Every pixel adds its tiles'
+outputs in box order whatever the chunks, so chunking changes nothing but the network's batch (bit
+for bit for a network whose per-item outputs do not depend on the batch). A whole image over the
+budget runs on the network's training tiles where they are known, else alone if it fits in memory,
+else it is refused. With gradients (DPS) each chunk is checkpointed when the activations kept for
+the backward pass would exceed the budget. One 1024 px call of the embedded prior (361 tiles), 1
+thread: all tiles in one call 13.0 s user + 14.1 s system, 2.74 GB peak; now (chunks of 37, glibc
+tuned) 13.4 + 0.3 s, 672 MB (benchmarks/memory.py --calls).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
-from .memory import call_bytes, ensure_allocator_tuned, format_bytes, memory_budget
+from .memory import available_memory, call_bytes, ensure_allocator_tuned, format_bytes, memory_budget
 
 __all__ = ["Tiling", "tiles_of", "tile_starts", "blend_window", "tiled_call", "recommended_tiling", "tile_progress",
            "plan_call", "CallPlan", "tile_boxes", "training_tiling"]
@@ -155,7 +156,7 @@ def tile_boxes(height: int, width: int, tiling: Tiling) -> tuple[int, int, list[
 
 def plan_call(
     batch: int, height: int, width: int, tiling: Tiling | None, item_bytes: Callable[[int, int], int], budget: int,
-    grad: bool = False, fallback: Tiling | None = None,
+    grad: bool = False, fallback: Tiling | None = None, room: int | None = None,
 ) -> CallPlan:
     """The chunks of one network call on ``batch`` images of ``height`` x ``width`` under ``budget``
     activation bytes; ``item_bytes(h, w)``: bytes of one h x w item (grad: kept activations included).
@@ -163,9 +164,11 @@ def plan_call(
     Tiles go in chunks of at most ``budget // item_bytes`` (and ``tiling.max_tiles``), at least one:
     a tile is never split, since that would change the output. Whole images (no tiling, or an image no
     larger than a tile) go in chunks of whole images; an image alone over the budget runs on
-    ``fallback`` tiles, or is refused with an InputError saying what would fit. With gradients the
-    kept activations of every chunk add up, so when all of them are over the budget each chunk is
-    checkpointed (recomputed in the backward pass: one more forward pass, bounded memory).
+    ``fallback`` tiles (the network's training tiles); without one it runs alone if it fits in ``room``
+    (the memory available; None: no limit), else it is refused with an InputError saying what would
+    fit. The budget is a target for chunking, never a reason on its own to refuse what fits. With
+    gradients the kept activations of every chunk add up, so when all of them are over the budget
+    each chunk is checkpointed (recomputed in the backward pass: one more forward pass, bounded memory).
     """
     whole = tiling is None or (height <= tiling.size and width <= tiling.size)
     if whole:
@@ -177,11 +180,12 @@ def plan_call(
         if fallback is not None and not (height <= fallback.size and width <= fallback.size):
             plan = plan_call(batch, height, width, fallback, item_bytes, budget, grad)
             return replace(plan, fell_back=True)
-        scale = math.sqrt(budget / per)
-        raise InputError(
-            f"tile 0 (whole image): one {width}x{height} image needs about {format_bytes(per)} in one network call, over "
-            f"the memory budget of {format_bytes(budget)}; at most about {int(width * scale)}x{int(height * scale)} px "
-            "fit whole: run it in tiles (--tile N) or raise the budget (--memory)")
+        if room is not None and per > room:
+            scale = math.sqrt(room / per)
+            raise InputError(
+                f"tile 0 (whole image): one {width}x{height} image needs about {format_bytes(per)} in one network call, "
+                f"more than the {format_bytes(room)} of memory available; at most about {int(width * scale)}x"
+                f"{int(height * scale)} px fit whole: run it in tiles (--tile N)")
     chunk = max(1, min(cap, count, budget // per))
     checkpoint = grad and per * count > budget
     return CallPlan(None if whole else tiling, count, chunk, per, grad, checkpoint)
@@ -195,6 +199,7 @@ def tiled_call(
     *,
     budget: int | None = None,
     fallback: Tiling | None = None,
+    room: int | None = None,
 ) -> torch.Tensor:
     """``fn(x, *per_item)`` evaluated tile by tile, in chunks under a memory budget, and blended (see the
     module notes and :func:`plan_call`).
@@ -202,7 +207,8 @@ def tiled_call(
     x: (B, C, H, W); per_item: tensors of leading size B (timesteps, labels) or None, repeated for each
     tile of their image. ``tiling`` None: whole images. budget: activation bytes of one network call
     (default ``tiling.budget``, else :func:`guidedinv.memory.memory_budget`); fallback: the tiling
-    for a whole image over the budget (the network's training tiles), else such an image is refused.
+    for a whole image over the budget (the network's training tiles); room: the memory a whole image
+    without a fallback may take (default :func:`guidedinv.memory.available_memory`), else it is refused.
     """
     ensure_allocator_tuned()
     limit = budget or (tiling.budget if tiling is not None and tiling.budget else memory_budget(x.device))
@@ -216,7 +222,10 @@ def tiled_call(
         ph, pw = min(h, PROBE), min(w, PROBE)  # a whole image: measured on a crop, linear in its pixels
         return call_bytes(fn, x[:1, :, :ph, :pw], first, grad) * h * w // (ph * pw)
 
-    plan = plan_call(batch, height, width, tiling, item_bytes, limit, grad, fallback)
+    whole = tiling is None or (height <= tiling.size and width <= tiling.size)
+    if room is None and whole and fallback is None:
+        room = available_memory(x.device)
+    plan = plan_call(batch, height, width, tiling, item_bytes, limit, grad, fallback, room)
     if plan.fell_back:
         warnings.warn(f"tile 0: a {width}x{height} image is over the memory budget of {format_bytes(limit)} in one network "
                       f"call; running it on {plan.tiling.describe()} instead (raise --memory to run it whole)",

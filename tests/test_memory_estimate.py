@@ -33,8 +33,10 @@ def test_the_network_part_stays_within_the_budget_and_only_the_images_grow():
 def test_a_whole_image_over_the_budget_falls_back_or_is_refused_up_front():
     fell = estimate_memory(2000, 3000, tiling=None, budget=GB)
     assert fell.plan.fell_back and fell.network <= GB
+    alone = estimate_memory(2000, 3000, tiling=None, fallback=None, budget=GB, room=100 * GB)
+    assert alone.plan.tiling is None and alone.network > GB  # a whole image cannot be split: alone, over the budget
     with pytest.raises(InputError, match="whole image"):
-        estimate_memory(2000, 3000, tiling=None, fallback=None, budget=GB)
+        estimate_memory(2000, 3000, tiling=None, fallback=None, budget=GB, room=4 * GB)
     assert estimate_memory(256, 256, tiling=None, fallback=None, budget=GB).plan.tiling is None
 
 
@@ -77,3 +79,15 @@ def test_a_request_that_cannot_fit_is_refused_with_a_size_that_fits():
     dps = estimate_memory(1000, 1500, gradient=True, budget=GB // 4)
     with pytest.raises(InputError, match=r"without gradients through the network \(pnp, ddnm, diffpir\) needs"):
         check_memory(dps, available=estimate_memory(1000, 1500, budget=GB // 4).total)
+
+
+def test_the_embedded_priors_figures_are_what_its_network_measures():
+    """The estimate before any model loads uses the embedded prior's measured bytes per pixel."""
+    from guidedinv.defaults import load_prior
+    from guidedinv.memory_estimate import EMBEDDED_BYTES_PER_PIXEL, EMBEDDED_TILING, EMBEDDED_WEIGHTS, network_bytes_per_pixel
+
+    prior = load_prior("default", device="cpu")
+    assert prior.tiling == EMBEDDED_TILING
+    assert sum(p.numel() * 4 for p in prior.parameters()) == EMBEDDED_WEIGHTS
+    for gradient in (False, True):
+        assert network_bytes_per_pixel(prior, gradient) == pytest.approx(EMBEDDED_BYTES_PER_PIXEL[gradient], rel=0.02)

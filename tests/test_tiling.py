@@ -187,9 +187,11 @@ def test_a_whole_image_over_the_budget_falls_back_to_tiles_or_is_refused():
         with pytest.warns(RuntimeWarning, match="instead"):
             fell = tiled_call(net, x, (t,), None, budget=whole // 2, fallback=Tiling(64, 16))
         assert torch.equal(fell, tiled_call(net, x, (t,), Tiling(64, 16), budget=whole // 2))
-        with pytest.raises(InputError, match=r"whole image.*at most about \d+x\d+ px") as info:
-            tiled_call(net, x, (t,), None, budget=whole // 2)
-    assert "\n" not in str(info.value) and "--memory" in str(info.value)
+        alone = tiled_call(net, x, (t,), None, budget=whole // 2, room=2 * whole)  # no fallback: alone, if it fits
+        assert torch.allclose(alone, net(x, t), atol=1e-12, rtol=0)
+        with pytest.raises(InputError, match=r"whole image.*more than the .* available; at most about \d+x\d+ px") as info:
+            tiled_call(net, x, (t,), None, budget=whole // 2, room=whole // 2)
+    assert "\n" not in str(info.value) and "--tile N" in str(info.value)
 
 
 def test_with_gradients_chunks_are_checkpointed_and_the_gradient_is_unchanged():
