@@ -10,11 +10,11 @@ else the default, fixed at first use: on the host a quarter of the available mem
 or the cgroup's room when lower), at most 512 MiB, at least 64 MiB; on a CUDA device half its free
 memory. A quarter leaves room for the image-sized buffers, the weights and whatever else runs. On a
 CPU larger chunks are not faster: one 1024 px call of the embedded prior (361 tiles of 13 MB by the
-count below) took 13.6 s of CPU with a 256 MiB budget (18 tiles a chunk, peak 342 MB), 13.7 s with
-512 MiB (37 tiles, 672 MB), 14.2 s in chunks of 64 (1207 MB) and 14.1 s in one call (4020 MB), 1
-thread, allocator tuned; 512 MiB leaves room for more threads. A GPU's memory is the process's own
-and larger calls are faster there. The budget decides how a call is chunked; it never refuses on
-its own: a tile (or a whole image that cannot be tiled) over it runs alone.
+count below), 1 thread, allocator tuned, took 13.6 s of CPU with a 256 MiB budget (18 tiles a chunk,
+peak 342 MB), 12.6-13.7 s with 512 MiB (37 tiles, 520-672 MB), 14.2 s in chunks of 64 (1207 MB) and
+13.1 s in one call (4288 MB); 512 MiB leaves room for more threads. A GPU's memory is the process's
+own and larger calls are faster there. The budget decides how a call is chunked; it never refuses
+on its own: a tile (or a whole image that cannot be tiled) over it runs alone.
 
 Cost of a network call: measured, once per network, input shape, dtype, device and grad mode, by
 running the network on one tile (or a crop) while counting the bytes of the live tensors it creates
@@ -32,7 +32,13 @@ a fresh mmap and unmaps it on free, so a network call whose activations are larg
 in again at every call (system time 40-107 % of user time at 512 px and above). :func:`tune_allocator`
 raises the mmap threshold to the budget and the trim threshold to twice it with ``mallopt``, so freed
 activations stay in the heap for the next call and at most about two budgets of free memory are
-kept. ``GUIDEDINV_MALLOPT=0`` leaves the allocator alone.
+kept. ``GUIDEDINV_MALLOPT=0`` leaves the allocator alone. One 1024 px call, 1 thread
+(benchmarks/memory.py --calls): all tiles in one call with glibc as it comes 10.6 s user + 12.7 s
+system, 2.57 GB; chunks with glibc as it comes 11.1 + 6.0 s, 431 MB; chunks + mallopt 12.6 + 0.04 s,
+520 MB. CPU time per output pixel 13.7 / 10.9 / 12.0 us at 256 / 512 / 1024 px (8.8 / 8.6 / 8.6 us
+per tile pixel: flat; the tiles of a 256 px image overlap more); it was 15.3 / 16.9 / 22.2 us.
+The price: freed blocks stay in a heap that fragments, so the peak RSS of a call is up to twice
+its live tensors (one call of all 361 tiles: 4.29 GB tuned, 2.57 GB not); chunks keep it small.
 """
 from __future__ import annotations
 
@@ -249,8 +255,11 @@ def tune_allocator(budget: int | None = None) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
-    ok = mallopt(_M_TRIM_THRESHOLD, min(2 * mmap_threshold, 2**31 - 1)) == 1 and ok
+    if mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1:  # some glibc versions cap it at 32 MB
+        mmap_threshold = 32 * 2**20
+        if mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1:
+            return False
+    ok = mallopt(_M_TRIM_THRESHOLD, min(2 * mmap_threshold, 2**31 - 1)) == 1
     _tuned = budget if ok else None
     return ok
 

@@ -22,8 +22,8 @@ for bit for a network whose per-item outputs do not depend on the batch). A whol
 budget runs on the network's training tiles where they are known, else alone if it fits in memory,
 else it is refused. With gradients (DPS) each chunk is checkpointed when the activations kept for
 the backward pass would exceed the budget. One 1024 px call of the embedded prior (361 tiles), 1
-thread: all tiles in one call 13.0 s user + 14.1 s system, 2.74 GB peak; now (chunks of 37, glibc
-tuned) 13.4 + 0.3 s, 672 MB (benchmarks/memory.py --calls).
+thread: all tiles in one call 10.6 s user + 12.7 s system, 2.57 GB peak; now (chunks of 37, glibc
+tuned) 12.6 + 0.04 s, 520 MB (benchmarks/memory.py --calls).
 """
 from __future__ import annotations
 
