@@ -210,6 +210,8 @@ def tiled_call(
     for a whole image over the budget (the network's training tiles); room: the memory a whole image
     without a fallback may take (default :func:`guidedinv.memory.available_memory`), else it is refused.
     """
+    if x.ndim != 4:  # not an image batch (vectors of a toy prior): one call
+        return fn(x, *per_item)
     ensure_allocator_tuned()
     limit = budget or (tiling.budget if tiling is not None and tiling.budget else memory_budget(x.device))
     grad = torch.is_grad_enabled()
