@@ -64,7 +64,7 @@ def test_a_registered_method_is_checked_and_run_like_the_others(registered, tmp_
 def test_every_method_is_self_consistent(name):
     method = get_method(name)
     settings = method.check_settings({}, f"methods.{name}")
-    assert method.kinds and all(k in ("inpaint", "downsample", "blur", "identity") for k in method.kinds)
+    assert method.kinds and all(k in ("inpaint", "downsample", "blur", "identity", "edit") for k in method.kinds)
     assert method.summary and all(s.help for s in method.settings)
     if isinstance(method, GuidedMethod):
         cost = method.cost(settings)

@@ -23,7 +23,7 @@ from ..operators import ColourToGrey, LinearOperator
 from ..sampler import StepInfo, sample
 from .edit import run_edit
 from .guided import class_guidance
-from .measure import build_operator, check_kernel_size, default_mask, pad_measurement, simulate
+from .measure import build_operator, default_mask, pad_measurement, simulate
 from .methods import ClassicalMethod, GuidedMethod, Plan, PlanInput, get_method
 from .request import Request, parse_request
 
@@ -134,7 +134,6 @@ def restore(
         raise InputError(f"{len(seeds)} seeds for {batch} images")
     if mask is not None and mask.ndim == 3 and mask.shape[0] != batch:
         raise InputError(f"{mask.shape[0]} masks for {batch} images; give one (h, w) mask or one per image")
-    check_kernel_size(request, (y.shape[-2], y.shape[-1]))
     if not request.uses_network:
         return run_classical(request, y, mask)
     if denoiser is None:
