@@ -35,6 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
@@ -255,21 +256,142 @@ def tiled_call(
     norm = torch.zeros(height, width, dtype=x.dtype, device=x.device)
     for i, j in boxes:
         norm[i:i + th, j:j + tw] += weight
-    items = [(b, i, j) for b in range(batch) for i, j in boxes]  # image by image, each in box order
-    blended: torch.Tensor | None = None
-    for c0 in range(0, len(items), plan.chunk):
-        part = items[c0:c0 + plan.chunk]
-        tiles = torch.stack([x[b, :, i:i + th, j:j + tw] for b, i, j in part])
-        index = torch.tensor([b for b, _, _ in part], device=x.device)
-        out = run(tiles, *(None if e is None else e[index] for e in per_item))
-        if blended is None:
-            blended = out.new_zeros(batch, out.shape[1], height, width)
-        for k, (b, i, j) in enumerate(part):  # every pixel sums its tiles in box order, whatever the chunks
-            blended[b, :, i:i + th, j:j + tw] += out[k] * weight
-        if report is not None:
-            report(c0 + len(part), len(items))
-    assert blended is not None
-    return blended.div_(norm)
+    job = _Job(fn, per_item, [(b, i, j) for b in range(batch) for i, j in boxes], th, tw, plan.chunk, weight, norm, report)
+    if not grad:
+        return job.blend(x)
+    if plan.checkpoint and _frozen(fn):  # no graph in the forward pass; each chunk again in the backward pass
+        return _Recompute.apply(x, job)
+    outs = []  # one gather, one blend: autograd through per-tile slices costs an image-sized gradient per tile
+    for c0, piece in zip(job.starts, _Tiles.apply(x, job.items, th, tw).split(plan.chunk)):
+        outs.append(run(piece, *job.extras(c0, x.device)))
+        job.progress(c0)
+    return _Blend.apply(torch.cat(outs), job.items, th, tw, weight, norm, batch)
+
+
+def _frozen(fn: Callable[..., torch.Tensor]) -> bool:
+    """``fn`` is a method of a module none of whose parameters wants a gradient (a loaded denoiser)."""
+    owner = getattr(fn, "__self__", None)
+    return isinstance(owner, torch.nn.Module) and not any(p.requires_grad for p in owner.parameters())
+
+
+@dataclass
+class _Job:
+    """The chunks of one tiled call: ``items`` (image, top, left), image by image, each in box order."""
+
+    fn: Callable[..., torch.Tensor]
+    per_item: tuple[torch.Tensor | None, ...]
+    items: list[tuple[int, int, int]]
+    th: int
+    tw: int
+    chunk: int
+    weight: torch.Tensor
+    norm: torch.Tensor
+    report: ProgressHook | None
+
+    @property
+    def starts(self) -> range:
+        return range(0, len(self.items), self.chunk)
+
+    def extras(self, c0: int, device: torch.device) -> tuple[torch.Tensor | None, ...]:
+        index = torch.tensor([b for b, _, _ in self.items[c0:c0 + self.chunk]], device=device)
+        return tuple(None if e is None else e[index] for e in self.per_item)
+
+    def tiles(self, x: torch.Tensor, c0: int) -> torch.Tensor:
+        return torch.stack([x[b, :, i:i + self.th, j:j + self.tw] for b, i, j in self.items[c0:c0 + self.chunk]])
+
+    def progress(self, c0: int) -> None:
+        if self.report is not None:
+            self.report(min(c0 + self.chunk, len(self.items)), len(self.items))
+
+    def blend(self, x: torch.Tensor) -> torch.Tensor:
+        """The blended output, chunk by chunk (no gradients through it)."""
+        blended: torch.Tensor | None = None
+        for c0 in self.starts:
+            out = self.fn(self.tiles(x, c0), *self.extras(c0, x.device))
+            if blended is None:
+                blended = out.new_zeros(x.shape[0], out.shape[1], *self.norm.shape)
+            _add_tiles(blended, out, self.items[c0:c0 + self.chunk], self.th, self.tw, self.weight)
+            self.progress(c0)
+        assert blended is not None
+        return blended.div_(self.norm)
+
+
+class _Recompute(torch.autograd.Function):
+    """A frozen network's tiled call with gradients over the budget: the forward pass keeps no graph
+    (as :meth:`_Job.blend`, the same output); the backward pass runs each chunk again with a graph of
+    its own and adds its tiles' input gradients into one image-sized buffer. Memory: one chunk's
+    activations, and no graph nodes left between freed activations (torch's checkpoint leaves each
+    chunk's nodes, which fragment glibc's heap: about 2 MB per tile of the embedded prior)."""
+
+    @staticmethod
+    def forward(ctx, x, job):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(x)
+        ctx.job = job
+        with torch.no_grad():
+            return job.blend(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (x,) = ctx.saved_tensors
+        job: _Job = ctx.job
+        g = grad / job.norm
+        gx = torch.zeros_like(x)
+        for c0 in job.starts:
+            part = job.items[c0:c0 + job.chunk]
+            tiles = job.tiles(x, c0).requires_grad_(True)
+            with torch.enable_grad():
+                out = job.fn(tiles, *job.extras(c0, x.device))
+            g_out = torch.stack([g[b, :, i:i + job.th, j:j + job.tw] * job.weight for b, i, j in part]).to(out.dtype)
+            (g_tiles,) = torch.autograd.grad(out, tiles, g_out)
+            for k, (b, i, j) in enumerate(part):
+                gx[b, :, i:i + job.th, j:j + job.tw] += g_tiles[k]
+        return gx, None
+
+
+def _add_tiles(blended: torch.Tensor, out: torch.Tensor, part: list[tuple[int, int, int]], th: int, tw: int,
+               weight: torch.Tensor) -> None:
+    for k, (b, i, j) in enumerate(part):  # every pixel sums its tiles in box order, whatever the chunks
+        blended[b, :, i:i + th, j:j + tw] += out[k] * weight
+
+
+class _Tiles(torch.autograd.Function):
+    """The tiles ``items`` (image, top, left) of x, stacked; the backward adds each tile's gradient into
+    one image-sized buffer (linear in the image, where per-tile slicing is quadratic)."""
+
+    @staticmethod
+    def forward(ctx, x, items, th, tw):  # type: ignore[no-untyped-def]
+        ctx.items, ctx.th, ctx.tw, ctx.shape = items, th, tw, x.shape
+        return torch.stack([x[b, :, i:i + th, j:j + tw] for b, i, j in items])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        out = grad.new_zeros(ctx.shape)
+        for k, (b, i, j) in enumerate(ctx.items):
+            out[b, :, i:i + ctx.th, j:j + ctx.tw] += grad[k]
+        return out, None, None, None
+
+
+class _Blend(torch.autograd.Function):
+    """The tiles' outputs blended into their images (the same sums as the no-gradient path); the
+    backward hands each tile its window of the gradient."""
+
+    @staticmethod
+    def forward(ctx, outs, items, th, tw, weight, norm, batch):  # type: ignore[no-untyped-def]
+        ctx.items, ctx.th, ctx.tw = items, th, tw
+        ctx.save_for_backward(weight, norm)
+        blended = outs.new_zeros(batch, outs.shape[1], *norm.shape)
+        _add_tiles(blended, outs, items, th, tw, weight)
+        return blended.div_(norm)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        weight, norm = ctx.saved_tensors
+        g = grad / norm
+        tiles = torch.stack([g[b, :, i:i + ctx.th, j:j + ctx.tw] * weight for b, i, j in ctx.items])
+        return tiles, None, None, None, None, None, None
 
 
 def training_tiling(denoiser: object) -> Tiling | None:

@@ -225,3 +225,62 @@ def test_plan_chunks_fit_the_budget_and_a_tile_is_never_split():
     assert plan_call(1, 512, 512, Tiling(64, 8, max_tiles=7), lambda h, w: 1, budget=2**40).chunk == 7
     grad = plan_call(1, 512, 512, Tiling(64, 8), lambda h, w: 100, budget=81 * 100, grad=True)
     assert not grad.checkpoint and grad.peak_bytes == 81 * 100  # every tile keeps its activations
+
+
+def test_the_gradient_through_tiles_is_the_exact_jacobian_and_reaches_the_parameters():
+    """gradcheck of the tiled call (chunks of 3 tiles, checkpointed) against finite differences, and the
+    network's parameter gradients equal to one call's."""
+    conv1, conv2 = torch.nn.Conv2d(1, 2, 3, padding=1).double(), torch.nn.Conv2d(2, 1, 3, padding=1).double()
+    gn = torch.nn.GroupNorm(1, 2).double()
+
+    def net(x, t):
+        return conv2(torch.nn.functional.silu(gn(conv1(x)))) * t.view(-1, 1, 1, 1)
+
+    t = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    x = torch.randn(2, 1, 24, 20, generator=torch.Generator().manual_seed(9), dtype=torch.float64, requires_grad=True)
+    tiling = Tiling(16, 4, max_tiles=3)  # 2 x 2 tiles an image, chunks cross images
+    assert torch.autograd.gradcheck(lambda a: tiled_call(net, a, (t,), tiling, budget=2**40), (x,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda a: tiled_call(net, a, (t,), Tiling(16, 4), budget=1), (x,), fast_mode=True)  # checkpointed
+    r = torch.randn(2, 1, 24, 20, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    grads = []
+    for budget in (2**40, 1):
+        out = tiled_call(net, x, (t,), Tiling(16, 4, max_tiles=1000), budget=budget)
+        grads.append(torch.autograd.grad((out * r).sum(), [x, conv1.weight, gn.weight]))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    whole = torch.autograd.grad((pointwise(x, t) * r).sum(), x)[0]  # a pixelwise net: tiled == whole, gradients too
+    tiled = torch.autograd.grad((tiled_call(pointwise, x, (t,), Tiling(16, 4), budget=1) * r).sum(), x)[0]
+    assert torch.allclose(tiled, whole, atol=1e-12, rtol=0)
+
+
+def test_a_frozen_networks_gradient_is_recomputed_chunk_by_chunk_and_unchanged():
+    """A loaded denoiser (parameters frozen) over the budget: no graph in the forward pass, each chunk
+    run again in the backward pass; the output and the gradient are those of keeping everything."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.GroupNorm(2, 4), torch.nn.SiLU(),
+                              torch.nn.Conv2d(4, 3, 3, padding=1)).double().requires_grad_(False)
+    calls: list[bool] = []
+
+    def network(x, t):
+        calls.append(torch.is_grad_enabled())
+        return net(x) * (t / 1000).view(-1, 1, 1, 1)
+
+    denoiser = NetworkDenoiser(network, VPSchedule.named("linear"), prediction="x0", clip=False)
+    denoiser.body = net  # its parameters, frozen
+    x0 = torch.randn(2, 3, 40, 36, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    t = torch.tensor([300.0, 800.0], dtype=torch.float64)
+    r = torch.randn(2, 3, 40, 36, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    results = []
+    for budget in (2**40, 1):
+        denoiser.tiling = Tiling(24, 4, max_tiles=3, budget=budget)  # 2 x 2 tiles an image, chunks of at most 3
+        x = x0.clone().requires_grad_(True)
+        calls.clear()
+        out = denoiser(x, t).x0
+        forward = list(calls)
+        calls.clear()
+        results.append((out.detach(), torch.autograd.grad((out * r).sum(), x)[0]))
+        if budget == 1:  # chunks of one tile: 8 without a graph, then each again with one in the backward pass
+            assert forward == [False] * 8 and calls == [True] * 8
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-12, rtol=0)
+    x = x0.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: denoiser(a, t).x0, (x,), fast_mode=True)
