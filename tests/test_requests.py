@@ -84,6 +84,7 @@ BAD = {
     "jump-zero": (["inpaint", "x.png", "m.png", "--set", "methods.repaint.jump_length=0"], "jump_length = 0"),
     "bool-for-number": (["denoise", "x.png", "--set", "methods.pnp.lam=true"], "methods.pnp.lam = True"),
     "tile": (["denoise", "x.png", "--tile", "big"], "--tile big"),
+    "memory": (["denoise", "x.png", "--memory", "banana"], "--memory 'banana'"),
     "model-flags-key": (["denoise", "x.png", "--model-flags", "bogus=1"], "--model-flags bogus=1"),
     "model-flags-value": (["denoise", "x.png", "--model-flags", "num_heads=abc"], "num_heads"),
     "model-flags-type": (["denoise", "x.png", "--set", "model_flags=3"], "model_flags = 3"),
@@ -201,3 +202,18 @@ def test_options_override_the_preset_then_set_overrides_options():
     r = build_request("superres", None, [("--steps 5", 'methods.pnp.steps="5"')], ['methods.pnp.steps="7"'])
     assert r.steps == "7" and r.settings["lam"] == 0.3  # the preset's lam, the method's other defaults
     assert get_method("pnp").cost(r.settings).forward == 7
+
+
+def test_a_request_that_cannot_fit_is_refused_before_the_model_loads(work, monkeypatch, capsys):
+    import guidedinv.memory_estimate as estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device=None: 5_000_000)  # 5 MB free
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(defaults, "load_prior", _never_load)
+    monkeypatch.setattr(sys, "argv", ["guidedinv", "superres", "x.png", "--scale", "8", "-o", "big.png"])
+    before = _snapshot(work)
+    with pytest.raises(SystemExit) as stop:
+        run()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "is available" in err and len(err.strip().splitlines()) == 1, err
+    assert _snapshot(work) == before

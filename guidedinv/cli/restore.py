@@ -91,6 +91,8 @@ def _common(task: str) -> list[tuple[str, Any, Any]]:
                                            shown=False)),
         ("guidance_scale", float | None, _opt(None, "--guidance-scale", help="Scale of the --class guidance "
                                                  "(classifier s; classifier-free w).", shown="1.0")),
+        ("memory", str | None, _opt(None, "--memory", help="Memory budget of one network call (e.g. 2GiB, 800MB): tiles "
+                                    "run in chunks under it.", shown="1/4 of the free memory, at most 512 MiB")),
         ("quiet", bool, _opt(False, "--quiet", "-q", help="No progress bar and no 'wrote' line.")),
     ]
 
@@ -166,6 +168,10 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
             raise InputError(f"--steps {o['steps']}: the classical method {request.method!r} runs no steps")
         request = request.with_changes([f"methods.{request.method}.steps={toml_string(o['steps'])}"], f"--steps {o['steps']}")
     check_device_dtype(o["device"], o["dtype"])
+    if o.get("memory") is not None:
+        from ..memory import parse_memory
+
+        parse_memory(o["memory"], "--memory")
     if task == "inpaint" and o.get("mask_file") is not None and o.get("mask") is not None:
         raise InputError("give either a MASK file or --mask SPEC, not both")
     return request
@@ -251,6 +257,16 @@ def restore_file(task: str, **o: Any) -> Path:
             raise InputError(f"--scale {request.operator.factor} is far too large for a {image.shape[-1]}x{image.shape[-2]} image")
 
     denoiser = classifier = None
+    if request.uses_network:  # refuse up front what cannot fit, saying what would
+        from ..app.methods import get_method
+        from ..memory import parse_memory, set_memory_budget
+        from ..memory_estimate import check_memory, estimate_memory
+
+        if o["memory"] is not None:
+            set_memory_budget(parse_memory(o["memory"], "--memory"))
+        gradient = get_method(request.method).cost(request.settings).backward > 0
+        factor = request.operator.factor
+        check_memory(estimate_memory(image.shape[-2] * factor, image.shape[-1] * factor, gradient=gradient), what="--out")
     if request.uses_network:
         denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile, flags=request.model_flags or None,
                                        flags_from="--model-flags")
