@@ -233,18 +233,13 @@ def invert(
     if getattr(rule, "eta", 0.0) != 0.0 or getattr(rule, "zeta", 0.0) != 0.0 or type(rule).__name__ in ("DDPM",):
         raise ValueError(f"inversion needs a deterministic rule (ddim with eta 0, dpm++2m), got {rule!r}")
     grid = build_path(steps, denoiser.schedule)[:-1][::-1]  # ascending timesteps of the grid
-    if labels is not None:
-        labels = labels.to(x0.device)
     a0 = denoiser.schedule.alpha_bar(grid[0])
     with torch.no_grad():
         x = math.sqrt(a0) * x0.detach()
-        eps = (x - math.sqrt(a0) * denoiser(x, timestep_tensor(grid[0], x.shape[0], x.device), labels).x0) / math.sqrt(1 - a0)
+        y = None if labels is None else labels.to(x.device)
+        eps = (x - math.sqrt(a0) * denoiser(x, timestep_tensor(grid[0], x.shape[0], x.device), y).x0) / math.sqrt(1 - a0)
         x = math.sqrt(a0) * x0.detach() + math.sqrt(1 - a0) * eps
-    rng = NoiseSource.from_seeds([0] * x.shape[0])  # deterministic rules draw nothing
-    state = rule.new_state()
-    for index, (t, t_next) in enumerate(zip(grid, grid[1:])):
-        x = _step(denoiser, x, t, t_next, index, len(grid) - 1, terms, rule, rng, state, labels, callback)
-    return x
+    return _walk(denoiser, x, grid, rule, terms, labels, callback)
 
 
 def decode(
@@ -258,15 +253,18 @@ def decode(
     callback: Callable[[StepInfo], None] | None = None,
 ) -> torch.Tensor:
     """The inverse of :func:`invert`: the ODE downwards from the grid's top timestep to the clean
-    image, through :func:`sample` (the latent is the start, not noised again)."""
+    image, the latent taken as it is (not noised again), with the same step body as :func:`sample`."""
     rule = rule if rule is not None else DDIM(0.0)
-    path = build_path(steps, denoiser.schedule)  # descending, ending at -1
-    rng = NoiseSource.from_seeds([0] * latent.shape[0])
-    x = latent.detach()
-    state = rule.new_state()
+    return _walk(denoiser, latent.detach(), build_path(steps, denoiser.schedule), rule, terms, labels, callback)
+
+
+def _walk(denoiser: Denoiser, x: torch.Tensor, path: Sequence[int], rule: StepRule, terms: Sequence[GuidanceTerm],
+          labels: torch.Tensor | None, callback: Callable[[StepInfo], None] | None) -> torch.Tensor:
+    """A deterministic rule along ``path`` (up or down), one network step per pair (no noise is drawn)."""
     if labels is not None:
         labels = labels.to(x.device)
-    num = len(path) - 1
+    rng = NoiseSource.from_seeds([0] * x.shape[0])  # deterministic rules draw nothing
+    state = rule.new_state()
     for index, (t, t_next) in enumerate(zip(path, path[1:])):
-        x = _step(denoiser, x, t, t_next, index, num, terms, rule, rng, state, labels, callback)
+        x = _step(denoiser, x, t, t_next, index, len(path) - 1, terms, rule, rng, state, labels, callback)
     return x
