@@ -29,16 +29,19 @@ RSS grew by 15 kB per pixel, forward and backward (1.54 GB for the 25 tiles of a
 
 Allocator (Linux/glibc only): glibc serves every block over its mmap threshold (at most 32 MB) with
 a fresh mmap and unmaps it on free, so a network call whose activations are larger page-faults them
-in again at every call (system time 40-107 % of user time at 512 px and above). :func:`tune_allocator`
-raises the mmap threshold to the budget and the trim threshold to twice it with ``mallopt``, so freed
-activations stay in the heap for the next call and at most about two budgets of free memory are
-kept. ``GUIDEDINV_MALLOPT=0`` leaves the allocator alone. One 1024 px call, 1 thread
+in again at every call (system time 40-107 % of user time at 512 px and above). Before a tiled call,
+:func:`allocator_for` raises the mmap threshold with ``mallopt`` just above the largest activation
+tensor of a chunk (measured with its cost) and the trim threshold to twice the budget, so freed
+activations stay in the heap for the next chunk and call, at most about two budgets of free memory
+are kept, and image-sized buffers larger than that are still mapped and returned whole (in the heap
+they fragmented it: a 24 Mpx pnp step peaked at 3.18 GB denoising and 4.43 GB deblurring, now 2.34
+and 3.62 GB). ``GUIDEDINV_MALLOPT=0`` leaves the allocator alone. One 1024 px call, 1 thread
 (benchmarks/memory.py --calls): all tiles in one call with glibc as it comes 10.6 s user + 12.7 s
 system, 2.57 GB; chunks with glibc as it comes 11.1 + 6.0 s, 431 MB; chunks + mallopt 12.6 + 0.04 s,
 520 MB. CPU time per output pixel 13.7 / 10.9 / 12.0 us at 256 / 512 / 1024 px (8.8 / 8.6 / 8.6 us
-per tile pixel: flat; the tiles of a 256 px image overlap more); it was 15.3 / 16.9 / 22.2 us.
-The price: freed blocks stay in a heap that fragments, so the peak RSS of a call is up to twice
-its live tensors (one call of all 361 tiles: 4.29 GB tuned, 2.57 GB not); chunks keep it small.
+per tile pixel: flat; the tiles of a 256 px image overlap more); it was 15.3 / 16.9 / 22.2 us. The
+price: freed blocks stay in a heap that fragments, so the peak RSS of a call is up to twice its live
+tensors (one call of all 361 tiles: 4.29 GB tuned, 2.57 GB not); chunks keep it small.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ from torch.utils._pytree import tree_leaves
 from .errors import InputError
 
 __all__ = ["ENV_BUDGET", "parse_memory", "format_bytes", "set_memory_budget", "memory_budget", "available_memory",
-           "LiveBytes", "call_bytes", "tune_allocator"]
+           "LiveBytes", "call_bytes", "largest_tensor", "tune_allocator", "allocator_for"]
 
 ENV_BUDGET = "GUIDEDINV_MEMORY"
 ENV_MALLOPT = "GUIDEDINV_MALLOPT"
@@ -100,7 +103,8 @@ def set_memory_budget(value: int | str | None) -> None:
     (:func:`parse_memory`), or None to go back to ``GUIDEDINV_MEMORY`` / the default."""
     global _explicit
     _explicit = None if value is None else (parse_memory(value) if isinstance(value, str) else _positive(value))
-    _retune()
+    if _threshold > 0:  # the trim threshold follows the budget
+        tune_allocator(0)
 
 
 def _positive(value: int) -> int:
@@ -158,13 +162,14 @@ class LiveBytes(TorchDispatchMode):
     """Dispatch mode counting the bytes of live tensor storages created inside it: ``peak`` is the
     most held at once. A storage counts from the op that made it until the last Python tensor using
     it dies (views share their base's storage), or for good once :meth:`keep` was told autograd saved
-    it for the backward pass; inputs made before entering (and views of them) are not counted."""
+    it for the backward pass; inputs made before entering (and views of them) are not counted.
+    ``largest``: the largest storage made."""
 
     def __init__(self) -> None:
         super().__init__()
         self.live: dict[int, list[int]] = {}
         self.kept: set[int] = set()
-        self.current = self.peak = 0
+        self.current = self.peak = self.largest = 0
 
     def keep(self, tensor: torch.Tensor) -> torch.Tensor:
         """A saved-tensor pack hook: ``tensor``'s storage stays counted after its Python tensors die."""
@@ -201,17 +206,27 @@ class LiveBytes(TorchDispatchMode):
                     self.live[key] = [1, storage.nbytes()]
                     self.current += storage.nbytes()
                     self.peak = max(self.peak, self.current)
+                    self.largest = max(self.largest, storage.nbytes())
                 weakref.finalize(o, self._release, key)
         return out
 
 
-_costs: weakref.WeakKeyDictionary[Any, dict[tuple, int]] = weakref.WeakKeyDictionary()
+_costs: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[int, int]]] = weakref.WeakKeyDictionary()
 
 
 def call_bytes(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> int:
     """Bytes one call ``fn(x, *extras)`` needs beyond its input, margin included, measured once per
     function, input shape, dtype, device and grad mode (module notes). grad: the bytes kept for the
     backward pass are counted as well. The measurement runs ``fn`` once on ``x`` (its output is dropped)."""
+    return _cost(fn, x, extras, grad)[0]
+
+
+def largest_tensor(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> int:
+    """Bytes of the largest tensor the call ``fn(x, *extras)`` makes (the same measurement as call_bytes)."""
+    return _cost(fn, x, extras, grad)[1]
+
+
+def _cost(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> tuple[int, int]:
     owner = getattr(fn, "__self__", fn)
     key = (getattr(fn, "__name__", None), tuple(x.shape), x.dtype, str(x.device), grad)
     try:
@@ -223,7 +238,7 @@ def call_bytes(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...]
     return table[key]
 
 
-def _measure(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> int:
+def _measure(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], grad: bool) -> tuple[int, int]:
     meter = LiveBytes()
     x = x.detach().requires_grad_(grad)
     try:
@@ -231,47 +246,49 @@ def _measure(fn: Any, x: torch.Tensor, extras: tuple[torch.Tensor | None, ...], 
             out = fn(x, *extras)
         del out
     except Exception:  # a network the dispatch mode cannot follow: a generous guess, 512 floats per input value
-        return int(MARGIN * 512 * x.numel() * x.element_size())
-    return int((GRAD_MARGIN if grad else MARGIN) * meter.peak)
+        guess = int(MARGIN * 512 * x.numel() * x.element_size())
+        return guess, guess // 8
+    return int((GRAD_MARGIN if grad else MARGIN) * meter.peak), meter.largest
 
 
 # -- the allocator ---------------------------------------------------------------------------------
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_tuned: int | None = None
-_tried = False
+_GLIBC_MAX = 32 * 2**20  # glibc's own highest (dynamic) mmap threshold on 64-bit machines
+_threshold = 0  # the mmap threshold set, 0: not yet
 
 
-def tune_allocator(budget: int | None = None) -> bool:
-    """Keep freed activations in glibc's heap (module notes): M_MMAP_THRESHOLD = the budget (at least
-    32 MB), M_TRIM_THRESHOLD = twice it. Linux/glibc only; False (nothing done) elsewhere or with
-    ``GUIDEDINV_MALLOPT=0``. Safe to call again (the budget may change)."""
-    global _tuned
+def tune_allocator(largest: int = _GLIBC_MAX) -> bool:
+    """Keep a network call's freed activations in glibc's heap (module notes): M_MMAP_THRESHOLD just above
+    ``largest`` (the largest activation tensor of a chunk, at least 32 MB), so activations come from the
+    heap and are reused while larger, image-sized, buffers are mapped and returned whole (in the heap
+    they fragment it: glibc's 64-byte aligned blocks cannot reuse a freed block of their own size);
+    M_TRIM_THRESHOLD = twice the budget. The threshold only rises. Linux/glibc only; False (nothing
+    done) elsewhere or with ``GUIDEDINV_MALLOPT=0``."""
+    global _threshold
     if os.environ.get(ENV_MALLOPT, "1").strip() == "0" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    budget = memory_budget() if budget is None else budget
-    mmap_threshold = min(max(budget, 32 * 2**20), 2**31 - 1)
+    wanted = min(max(int(1.25 * largest), _GLIBC_MAX, _threshold), 2**31 - 1)
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1:  # some glibc versions cap it at 32 MB
-        mmap_threshold = 32 * 2**20
-        if mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1:
+    if mallopt(_M_MMAP_THRESHOLD, wanted) != 1:  # some glibc versions refuse more than 32 MB
+        wanted = _GLIBC_MAX
+        if mallopt(_M_MMAP_THRESHOLD, wanted) != 1:
             return False
-    ok = mallopt(_M_TRIM_THRESHOLD, min(2 * mmap_threshold, 2**31 - 1)) == 1
-    _tuned = budget if ok else None
-    return ok
+    _threshold = wanted
+    return mallopt(_M_TRIM_THRESHOLD, min(2 * max(memory_budget(), wanted), 2**31 - 1)) == 1
 
 
-def ensure_allocator_tuned() -> None:
-    """:func:`tune_allocator` once per process (the tiled network call's first use)."""
-    global _tried
-    if not _tried:
-        _tried = True
-        tune_allocator()
+def allocator_for(largest: int) -> None:
+    """Before a network call whose largest activation tensor is ``largest`` bytes: raise the mmap
+    threshold above it once (:func:`tune_allocator`); nothing when it already is, or was refused."""
+    if _threshold >= 0 and largest * 1.25 > _threshold:
+        if not tune_allocator(largest):
+            _disable()
 
 
-def _retune() -> None:
-    if _tuned is not None:
-        tune_allocator()
+def _disable() -> None:
+    global _threshold
+    _threshold = -1  # refused or switched off: do not ask again

@@ -39,7 +39,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from .errors import InputError
-from .memory import available_memory, call_bytes, ensure_allocator_tuned, format_bytes, memory_budget
+from .memory import allocator_for, available_memory, call_bytes, format_bytes, largest_tensor, memory_budget
 
 __all__ = ["Tiling", "tiles_of", "tile_starts", "blend_window", "tiled_call", "recommended_tiling", "tile_progress",
            "plan_call", "CallPlan", "tile_boxes", "training_tiling"]
@@ -213,22 +213,23 @@ def tiled_call(
     """
     if x.ndim != 4:  # not an image batch (vectors of a toy prior): one call
         return fn(x, *per_item)
-    ensure_allocator_tuned()
     limit = budget or (tiling.budget if tiling is not None and tiling.budget else memory_budget(x.device))
     grad = torch.is_grad_enabled()
     batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
     first = tuple(None if e is None else e[:1] for e in per_item)
 
-    def item_bytes(h: int, w: int) -> int:
+    def item_bytes(h: int, w: int, measure: Callable[..., int] = call_bytes) -> int:
         if (h, w) != (height, width) or max(h, w) <= PROBE:
-            return call_bytes(fn, x[:1, :, :h, :w], first, grad)
+            return measure(fn, x[:1, :, :h, :w], first, grad)
         ph, pw = min(h, PROBE), min(w, PROBE)  # a whole image: measured on a crop, linear in its pixels
-        return call_bytes(fn, x[:1, :, :ph, :pw], first, grad) * h * w // (ph * pw)
+        return measure(fn, x[:1, :, :ph, :pw], first, grad) * h * w // (ph * pw)
 
     whole = tiling is None or (height <= tiling.size and width <= tiling.size)
     if room is None and whole and fallback is None:
         room = available_memory(x.device)
     plan = plan_call(batch, height, width, tiling, item_bytes, limit, grad, fallback, room)
+    shape = (height, width) if plan.tiling is None else tile_boxes(height, width, plan.tiling)[:2]
+    allocator_for(plan.chunk * item_bytes(*shape, measure=largest_tensor))  # activations reuse the heap
     if plan.fell_back:
         warnings.warn(f"tile 0: a {width}x{height} image is over the memory budget of {format_bytes(limit)} in one network "
                       f"call; running it on {plan.tiling.describe()} instead (raise --memory to run it whole)",
