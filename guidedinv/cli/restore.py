@@ -267,7 +267,6 @@ def restore_file(task: str, **o: Any) -> Path:
         gradient = get_method(request.method).cost(request.settings).backward > 0
         factor = request.operator.factor
         check_memory(estimate_memory(image.shape[-2] * factor, image.shape[-1] * factor, gradient=gradient), what="--out")
-    if request.uses_network:
         denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile, flags=request.model_flags or None,
                                        flags_from="--model-flags")
         if request.guidance is not None and request.guidance.classifier:
