@@ -15,6 +15,12 @@ Conventions (one place, used by the benchmark and by anyone scoring a result):
   inputs scaled to [-1, 1]; grey is repeated to three channels. It needs lpips, torchvision and the
   backbone's weights already in torch's hub cache: nothing is downloaded. When any is missing this
   is said once (a warning) and :func:`lpips_distance` returns None; lower is better.
+* Detail ratio (``hf_ratio``), a perceptual proxy where LPIPS is unavailable: the energy of the
+  image's high frequencies (the image minus its Gaussian blur of sigma 1 px, per channel, reflected
+  edges; mean square over pixels and channels) over the reference's. 1 is the reference's amount of
+  detail; below 1 the estimate is smoother (an over-smoothed MAP-like estimate), above 1 it holds
+  grain or noise the reference lacks. PSNR rewards a ratio below 1; it says nothing of whether the
+  detail is the right one (a consistency check does that), only how much there is.
 * Measurement consistency: ||A x - y|| / ||y|| per image (Frobenius norms over C, H, W), with A and
   y on the [0, 1] scale. A restoration that explains the measurement to its noise level scores
   about sigma_y sqrt(m) / ||y|| (m the number of measured values), not 0.
@@ -30,7 +36,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["psnr", "ssim", "lpips_distance", "lpips_status", "consistency", "score", "to_hwc"]
+__all__ = ["psnr", "ssim", "lpips_distance", "lpips_status", "hf_ratio", "consistency", "score", "to_hwc"]
 
 SSIM_MIN_SIDE = 11
 # torchvision's file names of the LPIPS backbones, looked up in torch.hub's checkpoint cache
@@ -138,6 +144,21 @@ def lpips_distance(x: torch.Tensor, ref: torch.Tensor, net: str = "alex") -> flo
     return _one_or_list(out, x)
 
 
+def _detail_energy(a: np.ndarray) -> float:
+    from scipy.ndimage import gaussian_filter
+
+    return float(np.mean((a - gaussian_filter(a, sigma=(1.0, 1.0, 0.0), mode="reflect")) ** 2))
+
+
+def hf_ratio(x: torch.Tensor, ref: torch.Tensor) -> float | list[float]:
+    """High-frequency energy of ``x`` (clipped to [0, 1]) over ``ref``'s (module notes); nan for a flat reference."""
+    out = []
+    for a, b in _pairs(x, ref):
+        e_ref = _detail_energy(b)
+        out.append(_detail_energy(a) / e_ref if e_ref > 0 else float("nan"))
+    return _one_or_list(out, x)
+
+
 def consistency(operator: Any, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """||A x - y|| / ||y|| per image; x (B, C, H, W) and y (B, C', h, w) on the [0, 1] scale."""
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
@@ -147,10 +168,12 @@ def consistency(operator: Any, x: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 def score(x: torch.Tensor, ref: torch.Tensor, operator: Any = None, y: torch.Tensor | None = None,
           use_lpips: bool = True) -> list[dict[str, float | None]]:
-    """PSNR, SSIM, LPIPS (None when unavailable or not asked) and, given A and y, consistency, per image."""
+    """PSNR, SSIM, LPIPS (None when unavailable or not asked), the detail ratio and, given A and y,
+    consistency, per image."""
     x4, ref4 = (x[None], ref[None]) if x.ndim == 3 else (x, ref)
-    p, s = psnr(x4, ref4), ssim(x4, ref4)
+    p, s, hf = psnr(x4, ref4), ssim(x4, ref4), hf_ratio(x4, ref4)
     lp = lpips_distance(x4, ref4) if use_lpips else None
     c = consistency(operator, x4, y if y is None or y.ndim == 4 else y[None]) if operator is not None and y is not None else None
-    return [{"psnr": p[i], "ssim": s[i], "lpips": None if lp is None else lp[i], "consistency": None if c is None else c[i]}
+    return [{"psnr": p[i], "ssim": s[i], "lpips": None if lp is None else lp[i], "hf_ratio": hf[i],
+             "consistency": None if c is None else c[i]}
             for i in range(x4.shape[0])]

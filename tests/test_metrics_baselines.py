@@ -13,8 +13,8 @@ from guidedinv import metrics
 from guidedinv.app.recipes import apply_overrides, load_recipe, method_settings
 from guidedinv.app.solve import restore, simulate
 from guidedinv.errors import InputError
-from guidedinv.metrics import consistency, lpips_distance, psnr, score, ssim
-from guidedinv.operators import Blur, Downsample, Identity, Inpainting
+from guidedinv.metrics import consistency, hf_ratio, lpips_distance, psnr, score, ssim
+from guidedinv.operators import Blur, Downsample, Identity, Inpainting, gaussian_kernel
 
 
 def smooth_image(h: int = 64, w: int = 64, channels: int = 3) -> torch.Tensor:
@@ -77,6 +77,19 @@ def test_consistency_is_the_relative_residual():
     assert consistency(op, x, y) == pytest.approx([0.0], abs=1e-7)
     e = noise(y.shape, 0.05)
     assert consistency(op, x, y + e)[0] == pytest.approx(float(e.norm() / (y + e).norm()), rel=1e-5)
+
+
+def test_detail_ratio_is_one_for_the_reference_below_for_a_blur_above_for_noise():
+    ref = blocks_image() * 0.8 + 0.1 * smooth_image()
+    assert hf_ratio(ref[0], ref[0]) == pytest.approx(1.0)
+    blurred = Blur(gaussian_kernel(13, 2.0)).A(ref)
+    noisy = ref + 0.05 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(0))
+    assert hf_ratio(blurred[0], ref[0]) < 0.5
+    assert hf_ratio(noisy[0].clamp(0, 1), ref[0]) > 1.5
+    # a contrast change by c scales the detail energy by c^2 exactly (the filter is linear)
+    half = 0.5 + 0.5 * (ref - 0.5)
+    assert hf_ratio(half[0], ref[0]) == pytest.approx(0.25, rel=1e-6)
+    assert score(noisy.clamp(0, 1), ref)[0]["hf_ratio"] == pytest.approx(hf_ratio(noisy[0].clamp(0, 1), ref[0]))
 
 
 def test_lpips_missing_is_said_once_and_reported_as_none(monkeypatch):

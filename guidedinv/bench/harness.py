@@ -112,7 +112,7 @@ TASKS: dict[str, BenchTask] = {t.name: t for t in (
 )}
 
 COLUMNS = ["dataset", "image", "crop", "task", "method", "nfe_budget", "steps", "nfe", "backward", "psnr", "ssim", "lpips",
-           "consistency", "seconds", "peak_mem_mb", "seed"]
+           "hf_ratio", "consistency", "seconds", "peak_mem_mb", "seed"]
 TIMING_COLUMNS = ("seconds", "peak_mem_mb")
 
 

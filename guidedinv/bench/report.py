@@ -24,7 +24,7 @@ def _fmt(key: str, value: Any) -> str:
         return f"{value:.4f}"
     if key in ("ssim", "lpips"):
         return f"{value:.5f}"
-    if key == "consistency":
+    if key in ("consistency", "hf_ratio"):
         return f"{value:.5g}"
     if key == "seconds":
         return f"{value:.3f}"
@@ -43,7 +43,7 @@ def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS
 
 
 SUMMARY_COLUMNS = ["dataset", "task", "method", "nfe_budget", "steps", "images", "nfe", "backward", "psnr", "ssim", "lpips",
-                   "consistency", "seconds", "peak_mem_mb"]
+                   "hf_ratio", "consistency", "seconds", "peak_mem_mb"]
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,9 +61,13 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"dataset": dataset, "task": task, "method": method, "nfe_budget": budget, "steps": items[0]["steps"],
                     "images": len(items),
                     "nfe": mean("nfe"), "backward": mean("backward"), "psnr": mean("psnr"), "ssim": mean("ssim"),
-                    "lpips": mean("lpips"), "consistency": mean("consistency"), "seconds": mean("seconds"),
+                    "lpips": mean("lpips"), "hf_ratio": mean("hf_ratio"), "consistency": mean("consistency"), "seconds": mean("seconds"),
                     "peak_mem_mb": max(mems) if mems else float("nan")})
     return out
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def markdown_tables(summary: Sequence[dict[str, Any]]) -> str:
@@ -73,8 +77,9 @@ def markdown_tables(summary: Sequence[dict[str, Any]]) -> str:
         items = [r for r in summary if r["task"] == task]
         best = {d: max((r["psnr"] for r in items if r["dataset"] == d), default=None) for d in {r["dataset"] for r in items}}
         lines += [f"### {task}: {TASKS[task].about}" if task in TASKS else f"### {task}", "",
-                  "| dataset | method | steps | NFE (fwd + bwd) | images | PSNR (dB) | SSIM | LPIPS | ‖Ax−y‖/‖y‖ | s / image | peak MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| dataset | method | steps | NFE (fwd + bwd) | images | PSNR (dB) | SSIM | LPIPS | detail ratio "
+                  "| ‖Ax−y‖/‖y‖ | s / image | peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in items:
             nfe = "0" if not r["nfe"] else f"{r['nfe']:.0f}" + (f" + {r['backward']:.0f}" if r["backward"] else "")
             psnr_txt = f"{r['psnr']:.2f}"
@@ -82,7 +87,7 @@ def markdown_tables(summary: Sequence[dict[str, Any]]) -> str:
                 psnr_txt = f"**{psnr_txt}**"
             lp = "–" if r["lpips"] is None else f"{r['lpips']:.3f}"
             lines.append(f"| {r['dataset']} | {r['method']} | {r['steps'] or '–'} | {nfe} | {r['images']} | {psnr_txt} | "
-                         f"{r['ssim']:.3f} | {lp} | "
+                         f"{r['ssim']:.3f} | {lp} | {_fmt_ratio(r.get('hf_ratio'))} | "
                          f"{r['consistency']:.3g} | {r['seconds']:.2f} | {r['peak_mem_mb']:.0f} |")
         lines.append("")
     return "\n".join(lines)
