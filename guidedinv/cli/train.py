@@ -110,7 +110,8 @@ def _resume_line(state: dict, settings: TrainSettings, path: Path, dev: torch.de
 
 def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: int, crop: int, channels: int, mult: str,
            res_blocks: int, attention: str, schedule: str, lr: float, ema: float, seed: int, device: str, checkpoint_every: int,
-           export_dtype: str, quiet: bool, label_dropout: float = 0.1) -> None:
+           export_dtype: str, quiet: bool, label_dropout: float = 0.1, levels: dict | None = None,
+           init: Path | None = None) -> None:
     """Check every option, the device, the run folder, the data's listing and any checkpoint to resume (in that
     order: a mistake is one line before any image is read or anything written); then read, train and export."""
     from dataclasses import replace
@@ -120,7 +121,7 @@ def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: in
 
     settings = TrainSettings(objective=objective, steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,  # type: ignore[arg-type]
                              label_dropout=label_dropout, seed=seed, checkpoint_every=checkpoint_every, crop=crop,
-                             export_dtype=export_dtype)
+                             export_dtype=export_dtype, **(levels or {}))
     settings.check()
     labelled = objective != "prior"
     extra = {"kind": "classifier", "out_channels": 2, "pool": "attention"} if objective == "classifier" else {"out_channels": 3}
@@ -138,6 +139,12 @@ def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: in
         extra["num_classes"] = k + 1
     cfg = _network(channels, mult, res_blocks, attention, crop, **extra)
     settings = replace(settings, network=cfg.to_dict(), data=describe(files, data, labels))
+    weights = None
+    if init is not None:  # read and checked before the data: a wrong file is one line
+        from ..training import read_init
+
+        weights, info = read_init(init, cfg, schedule)
+        settings = replace(settings, init=info)
     state, checkpoint = None, out / "checkpoint.pt"
     if checkpoint.exists():
         from ..training import check_resume
@@ -145,9 +152,21 @@ def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: in
         state = read_checkpoint(checkpoint, dev)
         check_resume(state, settings, checkpoint)
         typer.echo(_resume_line(state, settings, checkpoint, dev))
-    _train_and_export(settings, cfg, files, labels, classes, data, out, dev, quiet, state,
+    _train_and_export(settings, cfg, files, labels, classes, data, out, dev, quiet, state, weights,
                       kind={"prior": "prior", "classifier": "classifier", "conditional": "conditional-prior"}[objective],
                       **({"num_classes": k} if labelled else {}), **({"null_label": k} if objective == "conditional" else {}))
+
+
+def _prior_text(settings: TrainSettings) -> str:
+    """The model card's objective line of a prior run: its noise levels and loss weighting."""
+    if settings.noise == "uniform":
+        levels = "t uniform over 1000 steps"
+    else:
+        levels = (f"ln sigma ~ N({settings.noise_mean:g}, {settings.noise_std:g}^2) at the nearest step, "
+                  f"{settings.uniform_share:.0%} of t uniform over 1000 steps")
+    weighting = "" if settings.weighting == "v" else f", EDM loss weighting (sigma_data {settings.sigma_data:g})"
+    start = f", fine-tuned from {settings.init['file']} ({settings.init['digest']})" if settings.init else ""
+    return f"v-prediction, {levels}{weighting}{start}"
 
 
 OBJECTIVE_TEXT = {"prior": "v-prediction, t uniform over 1000 steps",
@@ -157,7 +176,7 @@ OBJECTIVE_TEXT = {"prior": "v-prediction, t uniform over 1000 steps",
 
 def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path], labels: list[int] | None,
                       classes: list[str] | None, data: list[Path], out: Path, dev: torch.device, quiet: bool,
-                      state: dict | None, **export) -> None:
+                      state: dict | None, weights: dict | None = None, **export) -> None:
     """Read the images, resume or start, train with a progress bar, export the EMA weights with a model card."""
     import torch
 
@@ -170,6 +189,8 @@ def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path]
     trainer = Trainer(settings, sampler, out, dev)
     if state is not None:
         trainer.resume(state)
+    elif weights is not None:
+        trainer.start_from(weights)
     if not quiet:
         typer.echo(f"{'continuing' if state is not None else 'starting'}: {len(sampler.images)} images "
                    f"({sampler.num_pixels / 1e6:.1f} MP), {sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f}M parameters, {dev}")
@@ -184,7 +205,8 @@ def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path]
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     last = rows[-1] if rows else {}  # the last logged row, also when a resumed run had nothing left to do
     card = {
-        "objective": OBJECTIVE_TEXT[settings.objective].format(label_dropout=settings.label_dropout),
+        "objective": _prior_text(settings) if settings.objective == "prior"
+        else OBJECTIVE_TEXT[settings.objective].format(label_dropout=settings.label_dropout),
         "data": [str(p) for p in data], "images": len(sampler.images), "megapixels": round(sampler.num_pixels / 1e6, 1),
         "files": settings.data.get("files"), "data_digest": settings.data.get("digest"),
         "crop": settings.crop, "batch": settings.batch, "steps": trainer.step, "lr": settings.lr, "ema": settings.ema,
@@ -241,6 +263,13 @@ def train_prior(
     checkpoint_every: CheckpointEvery = 500,
     export_dtype: ExportDtype = "fp32",
     quiet: Quiet = False,
+    noise: str = typer.Option("uniform", help="Noise levels: uniform (t uniform over the schedule) or lognormal (ln sigma ~ N(--noise-mean, --noise-std^2), sigma on the model's [-1, 1] range; Karras et al. 2022)."),
+    noise_mean: float = typer.Option(-1.2, help="Mean of ln sigma for --noise lognormal."),
+    noise_std: float = typer.Option(1.2, help="Standard deviation of ln sigma for --noise lognormal."),
+    uniform_share: float = typer.Option(0.0, help="With --noise lognormal: the share of t still drawn uniform (the sampling methods start from pure noise)."),
+    weighting: str = typer.Option("v", help="Loss weighting: v (plain v-MSE) or edm (Karras et al.'s lambda(sigma) on the x0 error)."),
+    sigma_data: float = typer.Option(0.5, help="The data's standard deviation for --weighting edm (images on [-1, 1]: 0.5)."),
+    init: Path | None = typer.Option(None, help="Start from the weights of an exported prior (a fine-tune; same network options), e.g. guidedinv/weights/natural-prior.safetensors. Recorded by its digest: a resume gives the same file."),
 ) -> None:
     """Train an unconditional prior (v-prediction) on random crops; resumes from OUT if a checkpoint is there.
 
@@ -248,7 +277,9 @@ def train_prior(
     """
     _train("prior", data, out, steps=steps, batch=batch, crop=crop, channels=channels, mult=mult, res_blocks=res_blocks,
            attention=attention, schedule=schedule, lr=lr, ema=ema, seed=seed, device=device, checkpoint_every=checkpoint_every,
-           export_dtype=export_dtype, quiet=quiet)
+           export_dtype=export_dtype, quiet=quiet, init=init,
+           levels={"noise": noise, "noise_mean": noise_mean, "noise_std": noise_std, "uniform_share": uniform_share,
+                   "weighting": weighting, "sigma_data": sigma_data})
 
 
 @train_app.command("classifier")

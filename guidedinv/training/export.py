@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from ..models.adm import ADMConfig
 
-__all__ = ["export_safetensors", "METADATA_FORMAT"]
+__all__ = ["export_safetensors", "read_init", "METADATA_FORMAT"]
 
 METADATA_FORMAT = "guidedinv-adm-1"
 
@@ -52,3 +52,40 @@ def export_safetensors(
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
     return path
+
+
+def read_init(path: str | Path, config: ADMConfig, schedule: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The weights of an exported prior (:func:`export_safetensors`) to start a run from, as float32,
+    and {"file", "digest"} (the file's name and the first 12 hex digits of its SHA-256) for the run's
+    settings. An InputError naming the file when it is unreadable, not ours, or of another network."""
+    import hashlib
+
+    from safetensors import SafetensorError, safe_open
+
+    from ..errors import InputError
+
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k).float() for k in f.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"--init {path}: not a readable safetensors file ({exc}); give a prior exported by "
+                         "'guidedinv train prior' (its out folder's model.safetensors)") from None
+    if meta.get("format") != METADATA_FORMAT or meta.get("kind") != "prior":
+        raise InputError(f"--init {path}: not a prior exported by guidedinv (metadata format {meta.get('format')!r}, "
+                         f"kind {meta.get('kind')!r}); give an out folder's model.safetensors")
+    try:
+        theirs = ADMConfig.from_dict(json.loads(meta.get("config", "")))
+    except (ValueError, TypeError, KeyError):
+        raise InputError(f"--init {path}: its network description is unreadable") from None
+    if theirs != config:
+        want = f"--channels {theirs.model_channels} --mult {','.join(f'{m:g}' for m in theirs.channel_mult)} " \
+               f"--res-blocks {theirs.num_res_blocks}"
+        raise InputError(f"--init {path}: its network differs from the one asked for; train with its options ({want})")
+    if meta.get("schedule") != schedule:
+        raise InputError(f"--init {path}: trained on the {meta.get('schedule')} schedule; give --schedule {meta.get('schedule')}")
+    if meta.get("prediction") != "v":
+        raise InputError(f"--init {path}: a {meta.get('prediction')}-prediction network; training continues v-prediction")
+    return weights, {"file": path.name, "digest": digest}

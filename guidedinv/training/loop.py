@@ -1,7 +1,8 @@
 """One training loop for the three things we train: an unconditional prior, a noisy-image
 classifier, and a class-conditional prior with label dropout (for classifier-free guidance).
 
-Objectives (x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, t uniform over the schedule's T steps):
+Objectives (x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, t uniform over the schedule's T steps, or from
+another noise-level distribution with a loss weighting: :mod:`.noise_levels`):
   prior        v-prediction, loss ||v_hat - v||^2 with v = sqrt(ab) eps - sqrt(1 - ab) x0
                (Salimans & Ho 2022): well scaled at every noise level, which is what restoration
                needs; the denoiser wrapper turns v into x0 at load time.
@@ -32,6 +33,7 @@ from ..errors import GuidedinvError, ModelError
 from ..models.adm import ADMConfig, build_network
 from ..schedule import VPSchedule
 from .data import CropSampler
+from .noise_levels import loss_weight, sample_timesteps
 from .settings import TrainSettings, check_network, check_resume, read_checkpoint, short_reason
 
 __all__ = ["Trainer", "TrainingDiverged"]
@@ -75,6 +77,12 @@ class Trainer:
         self.saved_step = 0  # the step of the last checkpoint written or resumed
         self.seconds = 0.0  # wall time over all runs of this training, kept across resumes
         self.history: list[dict] = []
+
+    def start_from(self, weights: dict[str, torch.Tensor]) -> None:
+        """Start the network and its EMA from ``weights`` (a state dict of this network: a fine-tune),
+        recorded by the caller in ``settings.init``."""
+        self.net.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -127,7 +135,8 @@ class Trainer:
     def loss(self, x0: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         s, g = self.settings, self.generator
         b = x0.shape[0]
-        t = torch.randint(0, self.schedule.num_steps, (b,), generator=g).to(self.device)
+        t = sample_timesteps(b, self.schedule.alphas_cumprod, g, noise=s.noise, mean=s.noise_mean, std=s.noise_std,
+                             uniform_share=s.uniform_share).to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(self.device)
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
@@ -143,7 +152,10 @@ class Trainer:
             else:
                 out = self.net(x_t, t)
         v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
-        return F.mse_loss(out.float()[:, : x0.shape[1]], v)
+        if s.weighting == "v":
+            return F.mse_loss(out.float()[:, : x0.shape[1]], v)
+        per_item = (out.float()[:, : x0.shape[1]] - v).pow(2).mean(dim=(1, 2, 3))
+        return (loss_weight(ab.view(-1), s.weighting, s.sigma_data) * per_item).mean()
 
     def lr_at(self, step: int) -> float:
         return self.settings.lr * min(1.0, (step + 1) / max(1, self.settings.warmup))

@@ -33,6 +33,7 @@ Objective = Literal["prior", "conditional", "classifier"]
 GROUPS = 32  # GroupNorm's group count in every ADM block: each level's channels must be a multiple of it
 SCHEDULES = ("linear", "cosine")
 EXPORT_DTYPES = ("fp32", "fp16")
+NOISES, WEIGHTINGS = ("uniform", "lognormal"), ("v", "edm")  # see .noise_levels
 HARMLESS = ("steps", "checkpoint_every", "log_every")  # a resume may change these: what is learnt stays the same
 # how each setting is given on the command line (messages name what the user typed)
 OPTION_NAMES = {
@@ -42,8 +43,13 @@ OPTION_NAMES = {
     "export_dtype": "--export-dtype", "data": "the training data", "network.model_channels": "--channels",
     "network.channel_mult": "--mult", "network.num_res_blocks": "--res-blocks", "network.attention_ds": "--attention",
     "network.head_channels": "--attention", "network.image_size": "--crop", "network.out_channels": "the number of classes",
-    "network.num_classes": "the number of classes",
+    "network.num_classes": "the number of classes", "noise": "--noise", "noise_mean": "--noise-mean",
+    "noise_std": "--noise-std", "uniform_share": "--uniform-share", "weighting": "--weighting", "sigma_data": "--sigma-data",
+    "init": "--init",
 }
+# what a checkpoint written before these settings existed trained with (so a resume compares against them)
+UNRECORDED_MEANS = {"noise": "uniform", "noise_mean": -1.2, "noise_std": 1.2, "uniform_share": 0.0, "weighting": "v",
+                    "sigma_data": 0.5, "init": {}}
 
 
 @dataclass
@@ -53,6 +59,9 @@ class TrainSettings:
     crop: the training crop (None: the data's); export_dtype: "fp32" or "fp16", the exported
     weights' precision; data: a description of the training data (file count and digest, see
     :func:`guidedinv.training.data.describe`), compared on resume like every other setting.
+    noise, noise_mean, noise_std, uniform_share: the noise-level distribution; weighting, sigma_data:
+    the loss weighting (:mod:`guidedinv.training.noise_levels`); init: {"file", "digest"} of the
+    weights the run started from (empty: a seeded random initialisation).
     """
 
     objective: Objective = "prior"
@@ -71,6 +80,13 @@ class TrainSettings:
     crop: int | None = None
     export_dtype: str = "fp32"
     data: dict = field(default_factory=dict)
+    noise: str = "uniform"
+    noise_mean: float = -1.2
+    noise_std: float = 1.2
+    uniform_share: float = 0.0
+    weighting: str = "v"
+    sigma_data: float = 0.5
+    init: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """An InputError naming the first setting out of its range (the command line's option name)."""
@@ -104,6 +120,14 @@ class TrainSettings:
             whole("crop", 1)
         if self.export_dtype not in EXPORT_DTYPES:
             raise InputError(f"--export-dtype {self.export_dtype}: expected one of {', '.join(EXPORT_DTYPES)}")
+        if self.noise not in NOISES:
+            raise InputError(f"--noise {self.noise}: expected one of {', '.join(NOISES)}")
+        real("noise_mean", -20.0, 20.0, True, "a number in [-20, 20) (ln sigma; Karras et al.: -1.2)")
+        real("noise_std", 0.0, 20.0, False, "a number in (0, 20) (Karras et al.: 1.2)")
+        real("uniform_share", 0.0, math.nextafter(1.0, 2.0), True, "a number in [0, 1] (the share of t drawn uniform)")
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"--weighting {self.weighting}: expected one of {', '.join(WEIGHTINGS)}")
+        real("sigma_data", 0.0, 100.0, False, "a number in (0, 100) (images on [-1, 1]: 0.5)")
 
 
 def check_network(config: ADMConfig, crop: int | None = None) -> None:
@@ -155,6 +179,10 @@ def _show(key: str, value: Any) -> str:
         return "(not recorded)"
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict) and "digest" in value and "file" in value:
+        return f"{value['file']} (digest {value['digest']})"
+    if value == {} and key == "init":
+        return "none (random)"
     if isinstance(value, dict) and "files" in value:
         return f"{value['files']} files (digest {value.get('digest')})"
     return str(value)
@@ -176,7 +204,7 @@ def resume_differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[tupl
     """(key, saved, mine) for every setting that differs, HARMLESS ones excepted; network fields are
     'network.<field>'. A setting the saved run did not record (a checkpoint of an older version:
     crop, export_dtype, data) is not a difference."""
-    old, new = _flat(saved), _flat(mine)
+    old, new = _flat({**UNRECORDED_MEANS, **saved}), _flat(mine)
     keys = [k for k in new if k not in HARMLESS] + [k for k in old if k not in new]
     return [(k, old.get(k), new.get(k)) for k in keys if k in old and _normal(old.get(k)) != _normal(new.get(k))]
 
