@@ -21,6 +21,7 @@ from .models import models_app
 from .restore import register_restore_commands
 from .toy import generate, train_toy
 from .train import train_app
+from .ui import ui_command
 
 # click's exception classes, found through typer's public BadParameter: typer >= 0.24 vendors click
 # (typer._click), older typer uses the click package; both have this hierarchy.
@@ -126,6 +127,7 @@ app.command("invert")(invert_command)
 app.command("bench")(bench_command)
 app.command("batch")(batch_command)
 app.command("eval")(eval_command)
+app.command("ui")(ui_command)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,6 +1,7 @@
 """What the restore commands write besides the sampler's output: the result PNG with its metadata
-(alpha and bit depth of the input kept), the recipe beside it, the comparison strip and the
-trajectory GIF. Shared by the restore commands (and the coming edit command)."""
+(alpha and bit depth of the input kept), the recipe beside it, the comparison strip (labelled:
+what each panel is, the method and its steps) and the trajectory GIF. Shared by the restore and edit
+commands and the web page (guidedinv.ui)."""
 from __future__ import annotations
 
 import io as _io
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..io import atomic_write_bytes, write_image
 
-__all__ = ["side_by_side", "write_gif", "write_result"]
+__all__ = ["side_by_side", "labelled_strip", "write_gif", "write_result"]
 
 
 def side_by_side(panels: list[torch.Tensor], upscale_small: bool = False) -> torch.Tensor:
@@ -29,6 +30,39 @@ def side_by_side(panels: list[torch.Tensor], upscale_small: bool = False) -> tor
         resized.append(p.expand(3, -1, -1) if p.shape[0] == 1 else p)
         resized.append(torch.ones(3, height, 4))
     return torch.cat(resized[:-1], dim=-1).clamp(0, 1)
+
+
+def labelled_strip(panels: list[tuple[str, torch.Tensor]], upscale_small: bool = False) -> torch.Tensor:
+    """:func:`side_by_side` of (label, panel) pairs with each label written in a white band above its
+    panel (the font shrinks to fit the panel's width, down to 8 px, then the text is cut with '...')."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    strip = side_by_side([p for _, p in panels], upscale_small=upscale_small)
+    height = strip.shape[-2]
+    widths = [round(p.shape[-1] * height / p.shape[-2]) if p.shape[-2] != height else p.shape[-1] for _, p in panels]
+    size = int(min(max(height // 16, 10), 20))
+    band = Image.new("L", (strip.shape[-1], size + 6), 255)
+    draw, left = ImageDraw.Draw(band), 0
+    for (label, _), width in zip(panels, widths):
+        text, font = label, _font(size)
+        while draw.textlength(text, font=font) > width - 4 and getattr(font, "size", 8) > 8:
+            font = _font(font.size - 1)
+        while draw.textlength(text, font=font) > width - 4 and len(text) > 1:
+            text = text[:-2] + "\u2026"
+        draw.text((left + 2, 3), text, fill=0, font=font)
+        left += width + 4
+    top = torch.from_numpy(np.asarray(band, dtype=np.float32) / 255.0)[None].expand(3, -1, -1)
+    return torch.cat([top, strip], dim=-2)
+
+
+def _font(size: int):  # type: ignore[no-untyped-def]
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
+    except (TypeError, ImportError, OSError):  # pragma: no cover - older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def write_gif(path: Path, frames: list[torch.Tensor]) -> None:

@@ -1,0 +1,212 @@
+"""A submitted form -> a checked job: the uploads saved in the job's own folder, the request built by
+the command line's own builders (so the same checks and the same one-line messages), the image and
+mask read and checked as the commands read them, all before any model loads.
+
+The page posts JSON (``static/app.js``)::
+
+    {"task": "inpaint", "image": {"name": "photo.png", "data": BASE64}, "mask": {...} | null,
+     "kernel": {...} | null, "options": {"method": "pnp", "steps": "logsnr20", "seed": "0", ...},
+     "trajectory": false}
+
+Option values are the text of the page's fields ("" = the preset's default); their names are the
+command line's flags, and messages name them as flags (``--seed abc: expected a whole number``).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+__all__ = ["UI_TASKS", "Prepared", "page_config", "prepare", "display"]
+
+UI_TASKS = ("inpaint", "edit", "superres", "deblur", "denoise")
+_TEXT = ("method", "steps", "mode", "kernel", "mask_spec")
+_NUMBERS = {"seed": int, "scale": int, "kernel_size": int, "class": int, "sigma": float, "sigma_y": float, "strength": float,
+            "guidance_scale": float}
+_FLAGS = {"mask_spec": "--mask", "kernel_size": "--kernel-size", "sigma_y": "--sigma-y", "guidance_scale": "--scale"}
+_KERNEL_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class Prepared:
+    """A checked job: what the worker needs to run it (tensors in [0, 1], the request, the names)."""
+
+    task: str
+    request: Any
+    data: Any  # the input's ImageData (channels, alpha and bit depth kept in the result)
+    y: Any  # (1, C, h, w) measurement in [0, 1]
+    mask: Any = None  # inpainting: bool (h, w), True = fill; editing: float edit weights (h, w)
+    trajectory: bool = False
+    names: dict[str, str] = field(default_factory=dict)  # saved path -> what the user uploaded
+
+
+def display(message: str, folder: Path, names: dict[str, str]) -> str:
+    """A message as the user should read it: the saved files named by what was uploaded, the server's
+    temporary folder never shown."""
+    for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(path, name)
+    return message.replace(str(folder), "(upload)")
+
+
+def page_config(model: str | None) -> dict[str, Any]:
+    """What the page shows as defaults: per task, its methods with their default steps (the presets'
+    and the method registry's, as ``--help`` shows them) and the operator's defaults."""
+    from ..app.methods import get_method, methods_for_kind
+    from ..app.request import KIND_OF_TASK, load_preset
+
+    tasks = {}
+    for task in UI_TASKS:
+        recipe = load_preset(task)
+        methods = {}
+        for name in methods_for_kind(KIND_OF_TASK[task]):
+            method = get_method(name)
+            steps = recipe.get("methods", {}).get(name, {}).get("steps", method.defaults().get("steps"))
+            methods[name] = {"network": method.uses_network, "steps": steps}
+        operator = {k: v for k, v in recipe.get("operator", {}).items() if k != "kind"}
+        settings = get_method(recipe["method"]).defaults()
+        tasks[task] = {"method": recipe["method"], "methods": methods, "operator": operator,
+                       "sigma_y": recipe.get("noise", {}).get("sigma_y", 0.0),
+                       "strength": settings.get("strength") if task == "edit" else None}
+    return {"model": model or "default", "tasks": tasks}
+
+
+def _options(raw: Any) -> dict[str, Any]:
+    """The page's fields as typed values (None when empty); a value that is not a number is a one-line error."""
+    if not isinstance(raw, dict):
+        raise InputError("the form's options must be an object of field names and values")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _TEXT and key not in _NUMBERS:
+            raise InputError(f"unknown field {key!r}; known: {', '.join((*_TEXT, *_NUMBERS))}")
+        text = "" if value is None else str(value).strip()
+        if not text:
+            out[key] = None
+        elif key in _NUMBERS:
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            kind = _NUMBERS[key]
+            try:
+                out[key] = kind(text) if kind is float or (text.lstrip("-").isascii() and text.lstrip("-").isdigit()) else kind("x")
+            except ValueError:
+                raise InputError(f"{flag} {text}: expected {'a whole number' if kind is int else 'a number'}") from None
+        else:
+            out[key] = text
+    return out
+
+
+def _save(item: Any, what: str, folder: Path, stem: str, suffixes: tuple[str, ...], default: str,
+          names: dict[str, str]) -> Path | None:
+    """Decode an upload ({"name", "data": base64}) into FOLDER/STEM.SUFFIX (its own suffix when known)."""
+    if item is None:
+        return None
+    if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+        raise InputError(f"{what}: expected an uploaded file")
+    name = "".join(c if c.isprintable() else "?" for c in str(item.get("name") or what))[:200]
+    try:
+        content = base64.b64decode(item["data"].split(",", 1)[-1], validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{name}: the upload is damaged (not base64 data)") from None
+    if not content:
+        raise InputError(f"{name}: file is empty (0 bytes)")
+    suffix = Path(name).suffix.lower()
+    path = folder / f"{stem}{suffix if suffix in suffixes else default}"
+    path.write_bytes(content)
+    names[str(path)] = name
+    return path
+
+
+def prepare(payload: Any, folder: Path, model: str | None, device: str) -> Prepared:
+    """Check a submitted form and read its inputs (saved into ``folder``); InputError on bad input."""
+    from ..io import IMAGE_SUFFIXES
+
+    if not isinstance(payload, dict):
+        raise InputError("the request must be a JSON object")
+    task = payload.get("task")
+    if task not in UI_TASKS:
+        raise InputError(f"unknown task {task!r}; expected one of {', '.join(UI_TASKS)}")
+    names: dict[str, str] = {}
+    o = _options(payload.get("options", {}))
+    if payload.get("image") is None:
+        raise InputError("choose an image to upload first")
+    image = _save(payload["image"], "image", folder, "image", IMAGE_SUFFIXES, ".png", names)
+    mask_file = _save(payload.get("mask"), "mask", folder, "mask", IMAGE_SUFFIXES, ".png", names)
+    kernel_file = _save(payload.get("kernel"), "kernel", folder, "kernel", _KERNEL_SUFFIXES, ".npy", names)
+    try:
+        prepared = _prepare(task, o, image, mask_file, kernel_file, model, device)
+    except InputError as exc:
+        raise InputError(display(str(exc), folder, names)) from None
+    prepared.trajectory = bool(payload.get("trajectory"))
+    prepared.names = names
+    return prepared
+
+
+def _prepare(task: str, o: dict[str, Any], image: Path, mask_file: Path | None, kernel_file: Path | None,
+             model: str | None, device: str) -> Prepared:
+    from ..app.measure import check_kernel_size, default_mask
+    from ..io import check_mask, read_image, read_mask
+
+    if task == "edit":
+        return _prepare_edit(o, image, mask_file, model, device)
+    from ..cli.restore import make_request
+
+    if kernel_file is not None:
+        if task != "deblur":
+            raise InputError("a kernel file belongs to the deblur tab")
+        o["kernel"] = f"{kernel_file}:{o['kernel']}" if o.get("kernel") and kernel_file.suffix == ".npz" else str(kernel_file)
+    if mask_file is not None and o.get("mask_spec") is not None:
+        raise InputError("give either a mask (painted or uploaded) or a generated mask spec, not both")
+    options = {"task_file": None, "set_": [], "device": device, "dtype": "fp32", "tile": None, "model": model,
+               "model_flags": None, "classifier": None, "memory": None, "class_": o.get("class"),
+               "guidance_scale": o.get("guidance_scale"), "method": o.get("method"), "steps": o.get("steps"),
+               "seed": o.get("seed") if o.get("seed") is not None else 0, "sigma_y": o.get("sigma_y"),
+               "scale": o.get("scale"), "mode": o.get("mode"), "kernel": o.get("kernel"), "kernel_size": o.get("kernel_size"),
+               "sigma": o.get("sigma"), "mask": o.get("mask_spec"), "mask_file": mask_file}
+    request = make_request(task, options)
+    data = read_image(image)
+    check_kernel_size(request, data.size)
+    mask = None
+    if task == "inpaint":
+        mask = read_mask(mask_file, data.size) if mask_file is not None else default_mask(request, data.size)
+        check_mask(mask, mask_file or request.operator.mask)
+    y = data.image[None].clamp(0, 1)
+    if task == "superres" and request.operator.factor > min(y.shape[-2:]) * 64:
+        raise InputError(f"--scale {request.operator.factor} is far too large for a {y.shape[-1]}x{y.shape[-2]} image")
+    _check_memory(request, y)
+    return Prepared(task, request, data, y, mask)
+
+
+def _prepare_edit(o: dict[str, Any], image: Path, mask_file: Path | None, model: str | None, device: str) -> Prepared:
+    from ..app.edit import edit_weights
+    from ..cli.edit import _request as edit_request
+    from ..io import read_image
+
+    if mask_file is not None and o.get("mask_spec") is not None:
+        raise InputError("give either a mask (painted or uploaded) or a generated mask spec, not both")
+    mask = str(mask_file) if mask_file is not None else o.get("mask_spec")
+    options = {"strength": o.get("strength"), "mask": mask, "reference": None, "ilvr": None, "ilvr_sigma_min": None,
+               "rule": None, "steps": o.get("steps"), "seed": o.get("seed") if o.get("seed") is not None else 0,
+               "model": model, "model_flags": None, "tile": None, "class_": o.get("class"), "classifier": None,
+               "scale": o.get("guidance_scale"), "task_file": None, "set_": [], "guidance": None, "device": device,
+               "dtype": "fp32"}
+    if o.get("method") not in (None, "sdedit"):
+        raise InputError(f"--method {o['method']}: editing has one method: sdedit")
+    request = edit_request(options)
+    data = read_image(image)
+    weights = edit_weights(request.operator.mask, data.size, request.seed) if request.operator.mask else None
+    _check_memory(request, data.image[None])
+    return Prepared("edit", request, data, data.image[None], weights)
+
+
+def _check_memory(request: Any, y: Any) -> None:
+    """A restoration whose estimated peak exceeds the free memory is refused, as by the commands."""
+    if not request.uses_network:
+        return
+    from ..app.methods import get_method
+    from ..memory_estimate import check_memory, estimate_memory
+
+    gradient = get_method(request.method).cost(request.settings).backward > 0
+    factor = request.operator.factor
+    check_memory(estimate_memory(y.shape[-2] * factor, y.shape[-1] * factor, gradient=gradient), what="the result")

@@ -1,0 +1,182 @@
+"""The page's jobs: one worker thread runs them one at a time from a queue, so two browser tabs are
+queued, never mixed; each job has its own folder under the server's temporary folder, and only the
+last ``keep`` finished jobs are kept (memory and disk stay bounded).
+
+A job runs the command line's entry point, :func:`guidedinv.app.solve.restore` (editing included),
+with a per-step callback for the progress, then writes what the commands write: the result PNG and
+its recipe (:func:`guidedinv.cli.images.write_result`), the labelled comparison picture and, when
+asked, the trajectory GIF. The loaded prior is kept for the next job (one at a time).
+"""
+from __future__ import annotations
+
+import itertools
+import queue
+import secrets
+import shutil
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import GuidedinvError
+from .form import Prepared, display
+
+__all__ = ["Job", "JobQueue", "uncertainty_map"]
+
+FILES = {"result": "result.png", "recipe": "result.recipe.toml", "compare": "compare.png", "trajectory": "trajectory.gif",
+         "uncertainty": "uncertainty.png"}
+
+
+@dataclass
+class Job:
+    """One submitted form. ``state``: queued -> running -> done | failed; ``error`` is one line."""
+
+    id: str
+    number: int
+    folder: Path
+    prepared: Prepared
+    state: str = "queued"
+    step: int = 0
+    total: int = 0
+    error: str | None = None
+    files: list[str] = field(default_factory=list)  # the FILES keys written
+    started: float | None = None
+    finished: float | None = None
+    seconds: float | None = None
+
+    def status(self, position: int) -> dict[str, Any]:
+        request = self.prepared.request
+        return {"id": self.id, "state": self.state, "position": position, "step": self.step, "total": self.total,
+                "error": self.error, "files": {k: f"/api/jobs/{self.id}/{FILES[k]}" for k in self.files},
+                "method": request.method, "steps": request.steps, "seed": request.seed, "seconds": self.seconds,
+                "size": [int(self.prepared.data.width), int(self.prepared.data.height)]}
+
+
+class JobQueue:
+    """Jobs in submission order, run by one worker thread (``start=False``: call :meth:`start` later)."""
+
+    def __init__(self, root: Path, device: str = "auto", keep: int = 16, start: bool = True) -> None:
+        self.root, self.device, self.keep = Path(root), device, keep
+        self._jobs: dict[str, Job] = {}
+        self._pending: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._prior: tuple[tuple, Any] | None = None
+        self._thread = threading.Thread(target=self._work, name="guidedinv-ui-worker", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def new_folder(self) -> tuple[str, int, Path]:
+        """A fresh job id, its number and its (new, empty) folder under the root."""
+        number = next(self._numbers)
+        job_id = f"{number}-{secrets.token_hex(6)}"
+        folder = self.root / f"job-{job_id}"
+        folder.mkdir(parents=True)
+        return job_id, number, folder
+
+    def submit(self, job_id: str, number: int, folder: Path, prepared: Prepared) -> Job:
+        job = Job(job_id, number, folder, prepared)
+        with self._lock:
+            self._jobs[job_id] = job
+        self._pending.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def position(self, job: Job) -> int:
+        """0 when running or finished, else how many jobs run before it (the running one included)."""
+        if job.state != "queued":
+            return 0
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.number < job.number and j.state in ("queued", "running"))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker after the job it runs (queued jobs are dropped)."""
+        self._pending.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the worker -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._pending.get()
+            if job is None:
+                return
+            job.state, job.started = "running", time.time()
+            try:
+                self._run(job)
+                job.state = "done"
+            except GuidedinvError as exc:
+                job.error, job.state = display(str(exc), job.folder, job.prepared.names), "failed"
+            except Exception as exc:  # a bug must not stop the server: the page shows one line, the log the rest
+                traceback.print_exc(file=sys.stderr)
+                job.error, job.state = f"internal error ({type(exc).__name__}): {exc}", "failed"
+            job.finished = time.time()
+            job.seconds = round(job.finished - job.started, 2)
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        with self._lock:
+            finished = sorted((j for j in self._jobs.values() if j.state in ("done", "failed")), key=lambda j: j.number)
+            for old in finished[: max(0, len(finished) - self.keep)]:
+                del self._jobs[old.id]
+                shutil.rmtree(old.folder, ignore_errors=True)
+
+    def _load_prior(self, request: Any) -> Any:
+        key = (request.model, request.tile, request.model_flags, self.device)
+        if self._prior is None or self._prior[0] != key:
+            from .. import defaults
+
+            self._prior = None  # the old one freed before the new one loads
+            self._prior = (key, defaults.load_prior(request.model, self.device, "fp32", request.tile,
+                                                    flags=request.model_flags or None, flags_from="--model-flags"))
+        return self._prior[1]
+
+    def _run(self, job: Job) -> None:
+        import torch
+
+        from ..app.recipes import dump_toml
+        from ..app.solve import restore
+        from ..cli.images import labelled_strip, write_gif, write_result
+        from ..io import write_image
+
+        p, request = job.prepared, job.prepared.request
+        denoiser = self._load_prior(request) if request.uses_network else None
+        frames: list[torch.Tensor] = []
+
+        def callback(info: Any) -> None:
+            job.step, job.total = info.index + 1, info.num_steps
+            if p.trajectory:
+                frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
+
+        x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)[0].cpu()
+        write_result(job.folder / FILES["result"], x, p.data, request, dump_toml(request.recipe))
+        job.files += ["result", "recipe"]
+        label = f"{request.method}, {request.steps} steps" if request.steps else f"{request.method} (no network)"
+        if p.task == "edit":
+            label = f"sdedit strength {request.settings['strength']}, {request.steps} steps"
+        write_image(job.folder / FILES["compare"], labelled_strip([("input", p.y[0]), (label, x)], upscale_small=p.task == "superres"))
+        job.files.append("compare")
+        if frames:
+            write_gif(job.folder / FILES["trajectory"], frames)
+            job.files.append("trajectory")
+        spread = uncertainty_map(denoiser, request, p)
+        if spread is not None:
+            write_image(job.folder / FILES["uncertainty"], spread)
+            job.files.append("uncertainty")
+
+
+def uncertainty_map(denoiser: Any, request: Any, prepared: Prepared) -> Any:
+    """HOOK for the uncertainty map: the per-pixel spread of several posterior samples, (1, H, W) in
+    [0, 1], where the method gives one; None until :func:`guidedinv.app.solve.restore` returns
+    samples (the solvers issue). The page shows ``uncertainty.png`` whenever this returns a map."""
+    return None
