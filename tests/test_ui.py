@@ -265,3 +265,26 @@ def test_command_start_line_loopback_and_bad_options(tmp_path):
     folder = Path(line.split("its files go to ")[1].split(",")[0])
     assert folder.name.startswith("guidedinv-ui-") and not folder.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_command_compare_picture_is_labelled_and_upscales_bicubic(tmp_path, monkeypatch):
+    """``guidedinv superres --compare``: input | measurement | result under a label band; the small
+    input is shown bicubic-upscaled to the result's size (like with like), the result as written."""
+    from typer.testing import CliRunner
+
+    from guidedinv.cli import app
+    from guidedinv.io import read_image
+
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke(app, ["superres", str(SMALL), "--scale", "2", "--method", "bicubic", "-o", "sr.png",
+                                   "--compare", "cmp.png", "-q"])
+    assert run.exit_code == 0, run.output
+    compare = read_image(tmp_path / "cmp.png").image
+    result = read_image(tmp_path / "sr.png").image
+    band = compare.shape[-2] - 120
+    assert band > 0 and compare.shape[-1] == 3 * 160 + 2 * 4
+    small = read_image(SMALL).image
+    up = F.interpolate(small[None], size=(120, 160), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    assert (compare[:, band:, :160] - up).abs().max() <= 0.5 / 255 + 1e-6
+    assert (compare[:, band:, -160:] - result).abs().max() <= 0.5 / 255 + 1e-6
+    assert (compare[:, :band, -160:] < 0.5).any()  # the result's label is written

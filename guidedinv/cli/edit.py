@@ -135,7 +135,7 @@ def edit_command(
     from ..app.edit import edit_weights
     from ..app.recipes import dump_toml
     from ..io import read_image, write_image
-    from .images import side_by_side, write_gif, write_result
+    from .images import compare_label, labelled_strip, write_gif, write_result
 
     data = read_image(image)
     weights = edit_weights(request.operator.mask, data.size, request.seed) if request.operator.mask else None
@@ -175,7 +175,7 @@ def edit_command(
             bar.stop()
     written = write_result(out, x, data, request, dump_toml(request.recipe))
     if compare is not None:
-        write_image(compare, side_by_side([data.image, x]))
+        write_image(compare, labelled_strip([("input", data.image), (compare_label(request), x)]))
         written.append(compare)
     if trajectory is not None and frames:
         write_gif(trajectory, frames)

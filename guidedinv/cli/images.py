@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..io import atomic_write_bytes, write_image
 
-__all__ = ["side_by_side", "labelled_strip", "write_gif", "write_result"]
+__all__ = ["side_by_side", "labelled_strip", "compare_label", "write_gif", "write_result"]
 
 
 def side_by_side(panels: list[torch.Tensor], upscale_small: bool = False) -> torch.Tensor:
@@ -54,6 +54,14 @@ def labelled_strip(panels: list[tuple[str, torch.Tensor]], upscale_small: bool =
         left += width + 4
     top = torch.from_numpy(np.asarray(band, dtype=np.float32) / 255.0)[None].expand(3, -1, -1)
     return torch.cat([top, strip], dim=-2)
+
+
+def compare_label(request: Any) -> str:
+    """The result panel's label: the method and its steps ('pnp, logsnr20 steps'), an edit's strength."""
+    if request.task == "edit":
+        strength = request.settings["strength"]
+        return f"sdedit strength {strength}, {request.steps} steps" if strength > 0 else "sdedit strength 0 (the input)"
+    return f"{request.method}, {request.steps} steps" if request.steps else f"{request.method} (no network)"
 
 
 def _font(size: int):  # type: ignore[no-untyped-def]

@@ -238,7 +238,7 @@ def restore_file(task: str, **o: Any) -> Path:
     from ..app.recipes import dump_toml
     from ..app.solve import restore
     from ..io import check_mask, read_image, read_mask
-    from .images import side_by_side, write_gif, write_result
+    from .images import compare_label, labelled_strip, write_gif, write_result
 
     data = read_image(o["image"])
     image = data.image[None]
@@ -295,8 +295,8 @@ def restore_file(task: str, **o: Any) -> Path:
     if o["compare"] is not None:
         from ..io import write_image
 
-        panels = [("input", shown_input), ("measurement", y[0].clamp(0, 1)), (f"{request.method}", x)]
-        write_image(o["compare"], side_by_side([p for _, p in panels], upscale_small=task == "superres"))
+        panels = [("input", shown_input), ("measurement", y[0].clamp(0, 1)), (compare_label(request), x)]
+        write_image(o["compare"], labelled_strip(panels, upscale_small=task == "superres"))
         written.append(Path(o["compare"]))
     if o["trajectory"] is not None and frames:
         write_gif(o["trajectory"], frames)

@@ -146,7 +146,7 @@ class JobQueue:
 
         from ..app.recipes import dump_toml
         from ..app.solve import restore
-        from ..cli.images import labelled_strip, write_gif, write_result
+        from ..cli.images import compare_label, labelled_strip, write_gif, write_result
         from ..io import write_image
 
         p, request = job.prepared, job.prepared.request
@@ -161,10 +161,8 @@ class JobQueue:
         x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)[0].cpu()
         write_result(job.folder / FILES["result"], x, p.data, request, dump_toml(request.recipe))
         job.files += ["result", "recipe"]
-        label = f"{request.method}, {request.steps} steps" if request.steps else f"{request.method} (no network)"
-        if p.task == "edit":
-            label = f"sdedit strength {request.settings['strength']}, {request.steps} steps"
-        write_image(job.folder / FILES["compare"], labelled_strip([("input", p.y[0]), (label, x)], upscale_small=p.task == "superres"))
+        panels = [("input", p.y[0]), (compare_label(request), x)]
+        write_image(job.folder / FILES["compare"], labelled_strip(panels, upscale_small=p.task == "superres"))
         job.files.append("compare")
         if frames:
             write_gif(job.folder / FILES["trajectory"], frames)
