@@ -26,7 +26,7 @@ from .operators.noise import GaussianNoise, as_noise
 from .operators.spectral import Spectral
 from .rules import DDIM, StepRule
 
-__all__ = ["NoisyProjectionStep", "NOISE_RULES", "ddim_noise", "scalar_split", "svd_split"]
+__all__ = ["NoisyProjectionStep", "NOISE_RULES", "ddim_noise", "scalar_split", "svd_split", "spectral_split", "spectral_step"]
 
 NOISE_RULES = ("svd", "scalar")
 
@@ -55,15 +55,36 @@ def svd_split(eta: float, a: float, a_next: float, sigma: float, scale: float, s
     of :class:`NoisyProjectionStep`'s docstring; DDIM's s on the null space). With sigma = 0,
     lambda_i = scale on every s_i > 0 whatever eta is."""
     s_ddim = ddim_noise(eta, a, a_next)
-    sigma_next = math.sqrt((1 - a_next) / a_next)
     eta_t = min(s_ddim / math.sqrt(1 - a_next), 1.0) if a_next < 1 else 0.0
+    lam, fresh = spectral_split(eta_t, a_next, sigma, spec, scale, scale)
+    return lam, torch.where(spec.measured, fresh, s_ddim)
+
+
+def spectral_split(eta_t: float, a_next: float, sigma: float, spec: Spectral, replace: float,
+                   blend: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDRM's three cases per singular value, for a step whose fresh noise is the fraction eta_t of the
+    next level's sigma' (on the null space): (lambda_i, g_i), the correction's weight (``replace``
+    where rho_i <= sigma', ``blend`` times sqrt(1 - eta_t^2) sigma' / rho_i where rho_i > sigma', 0 on
+    the null space) and the fresh noise of the VP sample on the measured coordinates,
+    sqrt((1 - a') - a' (lambda_i rho_i)^2) (clipped at 0; meaningless where s_i = 0)."""
+    sigma_next = math.sqrt((1 - a_next) / a_next)
     sv, measured = spec.s, spec.measured
-    replace = measured & (sigma <= sigma_next * sv)  # rho_i <= sigma'
-    blend = math.sqrt(1 - eta_t**2) * sigma_next * sv / sigma if sigma > 0 else torch.ones_like(sv)
-    lam = scale * torch.where(replace, 1.0, torch.where(measured, blend, 0.0))
+    replace_here = measured & (sigma <= sigma_next * sv)  # rho_i <= sigma'
+    gain = math.sqrt(1 - eta_t**2) * sigma_next * sv / sigma if sigma > 0 else torch.ones_like(sv)
+    lam = torch.where(replace_here, replace, torch.where(measured, blend * gain, 0.0))
     carried = lam * sigma / torch.where(measured, sv, 1)  # lambda_i rho_i
-    fresh = torch.sqrt(torch.clamp((1 - a_next) - a_next * carried**2, min=0.0))
-    return lam, torch.where(measured, fresh, s_ddim)
+    return lam, torch.sqrt(torch.clamp((1 - a_next) - a_next * carried**2, min=0.0))
+
+
+def spectral_step(x: torch.Tensor, x0: torch.Tensor, a: float, a_next: float, k: float, fresh: torch.Tensor,
+                  spec: Spectral, rng: NoiseSource) -> torch.Tensor:
+    """x_next = sqrt(a') x0 + V [k eps_hat on the null space + fresh z] (one draw of z per call before
+    the last step), with eps_hat = (x - sqrt(a) x0) / sqrt(1 - a) and x0 the corrected estimate."""
+    eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+    spectral = (k * (~spec.measured).to(spec.s.dtype)) * spec.to_spectral(eps)
+    if a_next < 1:
+        spectral = spectral + fresh * spec.to_spectral(rng.randn_like(x))
+    return math.sqrt(a_next) * x0 + spec.from_spectral(spectral)
 
 
 class _ScaledNoise:
@@ -194,15 +215,9 @@ class NoisyProjectionStep(StepRule):
         if spec is None:
             _, gamma, s = scalar_split(self.eta, a, a_next, self.sigma, self.scale)
             return self._ddim.step(x, pred, a, a_next, _ScaledNoise(rng, gamma / s if s > 0 else 0.0), state)
-        # x_next = sqrt(a') x0h + V [k eps_hat on the null space + fresh z], k = sqrt(1 - a' - s^2)
         _, fresh = svd_split(self.eta, a, a_next, self.sigma, self.scale, spec)
-        x0 = pred.x0
-        eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
         k = math.sqrt(max(1 - a_next - ddim_noise(self.eta, a, a_next) ** 2, 0.0))
-        spectral = (k * (~spec.measured).to(spec.s.dtype)) * spec.to_spectral(eps)
-        if a_next < 1:
-            spectral = spectral + fresh * spec.to_spectral(rng.randn_like(x))
-        return math.sqrt(a_next) * x0 + spec.from_spectral(spectral)
+        return spectral_step(x, pred.x0, a, a_next, k, fresh, spec, rng)
 
 
 def _number(value: float, name: str) -> float:

@@ -3,10 +3,12 @@ from .base import GuidanceTerm, StepContext
 from .blend import MaskedBlend
 from .cfg import ClassifierFreeGuidance
 from .classifier import ClassifierGuidance
+from .ddrm import DDRM
 from .dps import DPS
 from .exact import ExactLikelihood, gaussian_posterior, operator_matrix
 from .ilvr import ILVR
 from .measurement import MeasurementTerm
+from .pigdm import PiGDM
 from .projection import Projection
 from .proximal import Proximal
 from .replacement import Replacement
@@ -21,6 +23,8 @@ __all__ = [
     "Projection",
     "Replacement",
     "Proximal",
+    "PiGDM",
+    "DDRM",
     "MaskedBlend",
     "ILVR",
     "ExactLikelihood",

@@ -6,7 +6,7 @@ one entry in ``_ALL`` below; the command line, recipes, benchmark and batch runn
 from __future__ import annotations
 
 from ...errors import InputError
-from . import classical, ddnm, diffpir, dps, pnp, repaint, sdedit
+from . import classical, ddnm, ddrm, diffpir, dps, pigdm, pnp, repaint, sdedit
 from .base import ClassicalMethod, Cost, GuidedMethod, Method, Plan, PlanInput, Setting
 
 __all__ = ["METHODS", "get_method", "method_names", "guided_names", "classical_names", "methods_for_kind", "Method",
@@ -18,6 +18,8 @@ _ALL: tuple[Method, ...] = (
     ddnm.METHOD,
     repaint.METHOD,
     dps.METHOD,
+    pigdm.METHOD,
+    ddrm.METHOD,
     sdedit.METHOD,
     *classical.METHODS,
 )
