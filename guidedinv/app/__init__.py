@@ -18,6 +18,7 @@ _NAMES = {
     "apply_overrides": "request", "TASKS": "request",
     "METHODS": "methods", "get_method": "methods",
     "restore": "solve", "build_operator": "measure", "simulate_measurement": "measure",
+    "Posterior": "posterior",
 }
 __all__ = sorted(_NAMES)
 

@@ -9,7 +9,7 @@ resolved recipe written beside every output; ``--task THAT.recipe.toml`` reprodu
 Keys of a recipe (``guidedinv/app/presets/README.md`` explains each; method settings are the
 registry's, :mod:`guidedinv.app.methods`)::
 
-    task, model, tile, method, seed
+    task, model, tile, method, seed, samples (posterior samples averaged per image; 1: one sample)
     [operator]   kind + inpaint: mask | downsample: scale, mode | blur: kernel, size, boundary
     [noise]      sigma_y
     [methods.NAME] the settings of method NAME (defaults: the method's own)
@@ -34,13 +34,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "preset_dir", "load_preset",
-           "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT"]
+__all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "preset_dir", "load_preset", "MAX_SAMPLES",
+           "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT", "check_samples"]
 
 TASKS = ("inpaint", "superres", "deblur", "denoise", "edit")
 KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
 SEED_LIMIT = 2**63
-TOP_KEYS = ("task", "model", "model_flags", "tile", "method", "seed", "operator", "noise", "methods", "guidance", "batch")
+TOP_KEYS = ("task", "model", "model_flags", "tile", "method", "seed", "samples", "operator", "noise", "methods", "guidance", "batch")
+MAX_SAMPLES = 1000  # posterior samples per image: they run one group after another, so only time grows
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -106,6 +107,7 @@ class Request:
     settings: Mapping[str, Any]
     guidance: GuidanceSpec | None
     recipe: dict[str, Any] = field(repr=False, compare=False)
+    samples: int = 1  # posterior samples per image (> 1: their mean, and their spread, guidedinv.app.posterior)
 
     @property
     def steps(self) -> str | None:
@@ -373,17 +375,28 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
     method.check_request(settings, sigma_y, f"methods.{method_name}")
     if method.uses_network:
         method.check_warm_start(settings, operator.kind, f"methods.{method_name}")  # type: ignore[attr-defined]
+    samples = check_samples(recipe.get("samples", 1), method_name, settings, operator.kind)
     guidance = _check_guidance(recipe)
     if guidance is not None and not method.uses_network:
         raise InputError(f"guidance: class guidance needs a guided method, not the classical {method_name!r}")
-    resolved = {k: copy.deepcopy(v) for k, v in recipe.items() if k not in ("methods",)}
+    resolved = {k: copy.deepcopy(v) for k, v in recipe.items() if k not in ("methods", "samples")}
     resolved.update({"task": task, "model": model, "tile": tile, "seed": seed, "method": method_name})
+    resolved.update({"samples": samples} if samples > 1 else {})  # a recipe of one sample reads as before
     resolved["operator"] = {"kind": operator.kind, **{k: v for k, v in vars(operator).items() if k != "kind" and v is not None}}
     resolved["noise"] = {"sigma_y": sigma_y}
     resolved["methods"] = {method_name: dict(settings)}
     if model_flags.strip():
         resolved["model_flags"] = model_flags
-    return Request(task, model, model_flags, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved)
+    return Request(task, model, model_flags, tile, method_name, seed, operator, sigma_y, settings, guidance, resolved, samples)
+
+
+def check_samples(value: Any, method: str, settings: Mapping[str, Any], kind: str) -> int:
+    """Posterior samples per image, 1..MAX_SAMPLES; > 1 only for a method that samples (Method.stochastic)."""
+    n = Setting("samples", "int", 1, "", low=1, high=MAX_SAMPLES).check(value, "samples")
+    if n > 1 and not get_method(method).stochastic(settings):
+        usable = ", ".join(m for m in methods_for_kind(kind) if get_method(m).stochastic(get_method(m).defaults()))
+        raise InputError(f"samples = {n}: method {method} is deterministic (no posterior spread); use a sampling method: {usable}")
+    return n
 
 
 def build_request(task: str | None, task_file: str | Path | None = None, options: Sequence[tuple[str, str]] = (),

@@ -25,10 +25,11 @@ from .edit import run_edit
 from .guided import class_guidance
 from .measure import build_operator, default_mask, pad_measurement, simulate
 from .methods import ClassicalMethod, GuidedMethod, Plan, PlanInput, get_method
-from .request import Request, parse_request
+from .posterior import Posterior, draw_samples, group_size
+from .request import Request, check_samples, parse_request
 
 __all__ = ["Plan", "build_operator", "plan_method", "simulate", "restore", "size_multiple", "as_request",
-           "run_classical", "warm_start", "pad_measurement"]
+           "run_classical", "warm_start", "pad_measurement", "Posterior"]
 
 
 def as_request(what: Request | dict[str, Any]) -> Request:
@@ -99,7 +100,9 @@ def restore(
     callback: Callable[[StepInfo], None] | None = None,
     classifier: Any = None,
     reference: torch.Tensor | None = None,
-) -> torch.Tensor | list[torch.Tensor]:
+    samples: int | None = None,
+    keep_samples: bool = False,
+) -> torch.Tensor | list[torch.Tensor] | Posterior | list[Posterior]:
     """Restore measurements ``y`` ((B, C, h, w) in [0, 1]; C = 1 or 3) with a request (or recipe).
 
     y may also be a list of (C, h, w) or (1, C, h, w) images of different sizes: each is restored on
@@ -111,6 +114,9 @@ def restore(
     reference an ILVR reference of y's size ([0, 1]); see :func:`guidedinv.app.edit.run_edit`.
     Returns (B, C, H, W) in [0, 1], H x W the unknown image's size (h x w times the SR factor).
     A classical method needs no denoiser (None is fine) and ignores seeds and callback.
+    samples: posterior samples per image (default: the request's ``samples``, 1). More than one
+    returns a :class:`~guidedinv.app.posterior.Posterior` instead (mean, std, count; the samples too
+    with ``keep_samples``), or a list of them for a list of images; a deterministic method refuses.
     """
     request = as_request(request)
     if isinstance(y, (list, tuple)):
@@ -121,7 +127,7 @@ def restore(
         outs = []
         for yi, si, mi in zip(y, seeds, masks):
             one = restore(denoiser, request, yi[None] if yi.ndim == 3 else yi, mask=mi, seeds=[si], callback=callback,
-                          classifier=classifier, reference=reference)
+                          classifier=classifier, reference=reference, samples=samples, keep_samples=keep_samples)
             outs.append(one[0])
         return outs
     if y.ndim != 4 or y.shape[1] not in (1, 3):
@@ -134,6 +140,14 @@ def restore(
         raise InputError(f"{len(seeds)} seeds for {batch} images")
     if mask is not None and mask.ndim == 3 and mask.shape[0] != batch:
         raise InputError(f"{mask.shape[0]} masks for {batch} images; give one (h, w) mask or one per image")
+    count = request.samples if samples is None else check_samples(samples, request.method, request.settings, request.operator.kind)
+    if count > 1 or keep_samples:
+        def one_each(ys: torch.Tensor, **kw: Any) -> torch.Tensor:
+            return restore(denoiser, request, ys, classifier=classifier, reference=reference, samples=1, **kw)
+
+        values = channels * y.shape[-2] * y.shape[-1] * request.operator.factor**2
+        return draw_samples(one_each, y, seeds, count, mask=mask, group=group_size(count, batch, values), keep=keep_samples,
+                            callback=callback)
     if not request.uses_network:
         return run_classical(request, y, mask)
     if denoiser is None:

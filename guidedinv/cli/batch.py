@@ -121,6 +121,12 @@ def batch_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", show_default="off", help="No progress bar and no summary; item failures still print."),
     force: bool = typer.Option(
         False, "--force", show_default="off", help="Accept an output folder made with a different recipe (its items are redone)."),
+    samples: int | None = typer.Option(
+        None, "--samples", show_default="1", help="Posterior samples per item (seeds derived from the item's); the output is "
+        "their mean. A sampling method only (not pnp or a classical one)."),
+    uncertainty: bool = typer.Option(
+        False, "--uncertainty", show_default="off", help="With --samples: also write each item's per-pixel standard deviation "
+        "as ID.std.png (a colour map with a scale bar)."),
 ) -> None:
     """Restore many images with one recipe into an output folder; resumable, with a JSON report.
 
@@ -162,6 +168,8 @@ def batch_command(
             value = check_tile(tile, "--tile")
             options.append((f"--tile {tile}", f"tile={value}" if isinstance(value, int) else 'tile="auto"'))
         request = build_request(None if task_file else recipe, task_file, options, list(set_ or []))
+        if samples is not None:  # after --set: the method decides whether samples spread
+            request = request.with_changes([f"samples={samples}"], f"--samples {samples}")
         resolved = dict(request.recipe)
         if Path(request.model).is_file():
             resolved["model"] = str(Path(request.model).resolve())
@@ -177,7 +185,7 @@ def batch_command(
         result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile,
                                                                flags=request.model_flags or None, flags_from="--model-flags"), out,
                            batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar,
-                           reads=[manifest] if manifest is not None else [])
+                           reads=[manifest] if manifest is not None else [], uncertainty=uncertainty)
     except KeyboardInterrupt:
         typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)
         raise typer.Exit(130) from None

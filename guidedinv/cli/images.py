@@ -98,3 +98,21 @@ def write_result(out: Path, x: torch.Tensor, data: Any, request: Any, recipe_tex
     recipe_path = out.with_suffix(".recipe.toml")
     atomic_write_bytes(recipe_path, recipe_text.encode())
     return [out, recipe_path]
+
+
+def write_posterior(post: Any, data: Any, request: Any, uncertainty: Path | None, sample_paths: list[Path]) -> list[Path]:
+    """With --samples: the uncertainty map (:meth:`~guidedinv.app.posterior.Posterior.uncertainty`
+    of image 0, colour-mapped with a scale bar) and the kept samples of image 0 to ``sample_paths``."""
+    from ..io.colormap import write_colour_map
+
+    written = []
+    meta = {"guidedinv:method": request.method, "guidedinv:seed": str(request.seed), "guidedinv:samples": str(post.count)}
+    if uncertainty is not None:
+        meta_std = {**meta, "guidedinv:map": "posterior standard deviation per pixel ([0, 1] scale; RMS over channels)"}
+        written.append(write_colour_map(uncertainty, post.uncertainty()[0].cpu(), meta_std))
+    if sample_paths and post.samples is not None:
+        for k, (path, x) in enumerate(zip(sample_paths, post.samples[0])):
+            x = x.mean(0, keepdim=True) if data.channels == 1 and x.shape[0] != 1 else x
+            written.append(write_image(path, x.clamp(0, 1), metadata={**meta, "guidedinv:sample": str(k)},
+                                       bit_depth=16 if data.bit_depth == 16 else 8))
+    return written

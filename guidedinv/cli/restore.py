@@ -93,6 +93,13 @@ def _common(task: str) -> list[tuple[str, Any, Any]]:
                                                  "(classifier s; classifier-free w).", shown="1.0")),
         ("memory", str | None, _opt(None, "--memory", help="Memory budget of one network call (e.g. 2GiB, 800MB): tiles "
                                     "run in chunks under it.", shown="1/4 of the free memory, at most 512 MiB")),
+        ("samples", int | None, _opt(None, "--samples", help="Draw N posterior samples (seeds derived from --seed) and write "
+                                    "their mean; a sampling method only (not pnp or a classical one).", shown="1")),
+        ("save_samples", bool, _opt(False, "--save-samples", help="With --samples: also write each sample as "
+                                    "OUT-STEM.sample-K.png (K from 0; sample 0 is the one-sample result).", shown=False)),
+        ("uncertainty", Path | None, _opt(None, "--uncertainty", help="With --samples: write the per-pixel standard deviation "
+                                          "(RMS over channels, [0, 1] scale) as a colour map with a scale bar to this PNG.",
+                                          shown=False)),
         ("quiet", bool, _opt(False, "--quiet", "-q", help="No progress bar and no 'wrote' line.")),
     ]
 
@@ -167,6 +174,13 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
         if not request.uses_network:
             raise InputError(f"--steps {o['steps']}: the classical method {request.method!r} runs no steps")
         request = request.with_changes([f"methods.{request.method}.steps={toml_string(o['steps'])}"], f"--steps {o['steps']}")
+    if o.get("samples") is not None:  # after --method, --set and --steps: the method decides whether samples spread
+        request = request.with_changes([f"samples={o['samples']}"], f"--samples {o['samples']}")
+    if request.samples == 1 and (o.get("uncertainty") is not None or o.get("save_samples")):
+        flag = "--uncertainty" if o.get("uncertainty") is not None else "--save-samples"
+        raise InputError(f"{flag} needs --samples N with N >= 2 (the spread of one sample is unknown)")
+    if request.samples > 1 and o.get("trajectory") is not None:
+        raise InputError(f"--trajectory follows one sample, not {request.samples}; give it without --samples")
     check_device_dtype(o["device"], o["dtype"])
     if o.get("memory") is not None:
         from ..memory import parse_memory
@@ -208,6 +222,11 @@ def _paths(task: str, request: Request, o: dict[str, Any]) -> tuple[Path, list, 
         writes.append(Write("--compare", Path(o["compare"]), (".png",)))
     if o["trajectory"] is not None:
         writes.append(Write("--trajectory", Path(o["trajectory"]), (".gif",)))
+    if o.get("uncertainty") is not None:
+        writes.append(Write("--uncertainty", Path(o["uncertainty"]), (".png",)))
+    if o.get("save_samples"):  # names distinct by construction: checked against the reads and the other writes
+        writes += [Write(f"--save-samples (sample {k})", out.with_name(f"{out.stem}.sample-{k}.png"), (".png",))
+                   for k in range(request.samples)]
     return out, reads, writes
 
 
@@ -229,7 +248,13 @@ def restore_file(task: str, **o: Any) -> Path:
 
     request = make_request(task, o)
     out, reads, writes = _paths(task, request, o)
-    check_paths(reads, writes)
+    many = [w for w in writes if w.label.startswith("--save-samples")][1:]  # at the end of writes
+    check_paths(reads, writes[: len(writes) - len(many)])
+    if many:  # the samples' names by the linear check (check_paths compares every pair of writes)
+        from ..app.outputs import Read, check_disjoint
+
+        others = [Read(w.label, w.path) for w in writes[: len(writes) - len(many)]]
+        check_disjoint([*reads, *others], many, "choose another --out name")
 
     import torch
 
@@ -286,12 +311,18 @@ def restore_file(task: str, **o: Any) -> Path:
     if bar is not None:
         bar.start()
     try:
-        x = restore(denoiser, request, y, mask=mask, seeds=[request.seed], callback=callback, classifier=classifier)[0].cpu()
+        x = restore(denoiser, request, y, mask=mask, seeds=[request.seed], callback=callback, classifier=classifier,
+                    keep_samples=o.get("save_samples", False))
+        post, x = (x, x.mean[0].cpu()) if request.samples > 1 else (None, x[0].cpu())
     finally:
         if bar is not None:
             bar.stop()
 
     written = write_result(out, x, data, request, dump_toml(request.recipe))
+    if post is not None:
+        from .images import write_posterior
+
+        written += write_posterior(post, data, request, o.get("uncertainty"), [w.path for w in writes if w.label.startswith("--save-")])
     if o["compare"] is not None:
         from ..io import write_image
 
@@ -303,6 +334,7 @@ def restore_file(task: str, **o: Any) -> Path:
         written.append(Path(o["trajectory"]))
     if not o["quiet"]:
         steps = f"{request.steps} steps" if request.steps else "no network"
+        steps += f", mean of {request.samples} samples" if request.samples > 1 else ""
         typer.echo(f"wrote {', '.join(str(p) for p in written)} ({request.method}, {steps}, seed {request.seed})")
     return out
 

@@ -14,6 +14,11 @@ would pad it alone, its mask is its own (restore takes one per image), and its n
 own seed (the sampler's per-item streams), so a group is only a way of sharing network calls.
 An output counts as complete when it reads back as an image and its ``guidedinv:run-key`` text
 (a hash of the recipe, the item's seed, scale and mask) matches the present run.
+
+Posterior samples (the recipe's ``samples`` > 1): each output is the mean of the item's samples
+(:mod:`guidedinv.app.posterior`); with ``uncertainty`` the per-pixel standard deviation goes beside
+it as ``ID.std.png`` (a colour map with a scale bar, :mod:`guidedinv.io.colormap`; the same run-key,
+and an item counts as complete only with it) and the report records its name and mean.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from ...denoiser import Denoiser
 from ...errors import GuidedinvError, InputError
 from ...io import TEMP_SUFFIX, read_image, write_image
+from ..posterior import Posterior
 from ..recipes import dump_toml
 from ..solve import restore, size_multiple
 from .folder import RECIPE_NAME, FolderLock, canonical, claim_folder
@@ -74,8 +80,8 @@ def _message(exc: BaseException) -> str:
 
 class _Runner:
     def __init__(self, items: Sequence[Item], recipe: dict[str, Any], prior: Denoiser | Callable[[], Denoiser],
-                 out_dir: Path, batch_size: int, simulate: bool, ranks: Ranks, progress: BatchProgress):
-        self.items, self.recipe, self.out_dir = list(items), recipe, out_dir
+                 out_dir: Path, batch_size: int, simulate: bool, ranks: Ranks, progress: BatchProgress, uncertainty: bool = False):
+        self.items, self.recipe, self.out_dir, self.uncertainty = list(items), recipe, out_dir, uncertainty
         self.batch_size, self.simulate, self.ranks, self.progress = batch_size, simulate, ranks, progress
         self._prior, self._denoiser = prior, None
         self.records: dict[str, dict[str, Any]] = {}
@@ -100,13 +106,15 @@ class _Runner:
         return self.out_dir / item.output
 
     def complete(self, item: Item) -> bool:
-        path = self.output(item)
-        if not path.is_file():
-            return False
-        try:
-            return read_image(path).metadata.get("guidedinv:run-key") == self.run_key(item)
-        except InputError:
-            return False
+        for path in (self.output(item), *([std_output(self.out_dir, item)] if self.uncertainty else [])):
+            if not path.is_file():
+                return False
+            try:
+                if read_image(path).metadata.get("guidedinv:run-key") != self.run_key(item):
+                    return False
+            except InputError:
+                return False
+        return True
 
     def prepare(self, item: Item) -> Prepared:
         return prepare(item, self.recipe, self.seed(item), self.simulate)
@@ -132,7 +140,7 @@ class _Runner:
         return scores
 
     def skip(self, item: Item, previous: dict[str, Any] | None) -> None:
-        keep = ("seconds", "psnr", "ssim", "consistency")
+        keep = ("seconds", "psnr", "ssim", "consistency", *(("uncertainty", "mean_std") if self.uncertainty else ()))
         if previous and previous.get("run_key") == self.run_key(item) and previous.get("status") in ("done", "skipped"):
             scores = {k: previous.get(k) for k in keep}
         else:  # e.g. killed between writing the output and the report: score the file on disk
@@ -144,7 +152,7 @@ class _Runner:
         self.records[item.id] = new_record(item.id, "skipped", **self.base(item), **scores)
 
     # ---- restoring
-    def finish(self, p: Prepared, x: torch.Tensor, seconds: float) -> None:
+    def finish(self, p: Prepared, x: torch.Tensor, seconds: float, std: torch.Tensor | None = None) -> None:
         x = p.crop.scaled(p.factor)(x).detach().float().cpu()
         alpha = p.alpha
         if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:
@@ -153,9 +161,16 @@ class _Runner:
                 "guidedinv:method": p.recipe["method"], "guidedinv:steps": str(p.request.steps or 0),
                 "guidedinv:seed": str(p.seed), "guidedinv:recipe": dump_toml(p.request.recipe), "guidedinv:item": p.item.id,
                 "guidedinv:run-key": self.run_key(p.item)}
+        extra: dict[str, Any] = {}
+        if std is not None:  # (H, W) on the padded grid
+            from ...io.colormap import write_colour_map
+
+            std = p.crop.scaled(p.factor)(std).detach().double().cpu()
+            path = write_colour_map(std_output(self.out_dir, p.item), std, {**meta, "guidedinv:samples": str(p.request.samples)})
+            extra = {"uncertainty": path.relative_to(self.out_dir).as_posix(), "mean_std": round(float(std.mean()), 6)}
         write_image(self.output(p.item), x, alpha=alpha, metadata=meta, bit_depth=p.bit_depth)
         self.records[p.item.id] = new_record(p.item.id, "done", **self.base(p.item), seconds=round(seconds, 4),
-                                             **self.evaluate(p, x))
+                                             **self.evaluate(p, x), **extra)
 
     def run_group(self, group: list[Prepared]) -> None:
         denoiser = self.denoiser()
@@ -174,9 +189,11 @@ class _Runner:
             self.save()
             return
         seconds = (time.perf_counter() - start) / len(group)
+        std = x.uncertainty() if isinstance(x, Posterior) and self.uncertainty else None
+        x = x.mean if isinstance(x, Posterior) else x
         for i, p in enumerate(group):
             try:
-                self.finish(p, x[i], seconds)
+                self.finish(p, x[i], seconds, None if std is None else std[i])
             except Exception as exc:  # noqa: BLE001
                 self.fail(p.item, exc)
         self.progress.advance(len(group))
@@ -261,7 +278,12 @@ class _Runner:
         return counts[0], counts[1], counts[2]
 
 
-def _check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path]) -> None:
+def std_output(out_dir: Path, item: Item) -> Path:
+    """Where an item's uncertainty map goes: its output's name with .std.png (a/b.png -> a/b.std.png)."""
+    return out_dir / Path(item.output).with_suffix(".std.png")
+
+
+def _check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path], uncertainty: bool = False) -> None:
     """Inputs are never outputs, whatever their path: no item's output (nor the folder's report and
     recipe) may be a file any item reads (its input, mask, reference) or a file named in ``reads``."""
     from ..outputs import Read, Write, check_disjoint
@@ -273,6 +295,15 @@ def _check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path]) 
         readers += [Read(f"the reference of item {i.id}", i.reference)] if i.reference is not None else []
     writers = [Write(f"the output of item {i.id}", out_dir / i.output) for i in items]
     writers += [Write("the report", out_dir / REPORT_NAME), Write("the folder's recipe", out_dir / RECIPE_NAME)]
+    if uncertainty:
+        outputs = {i.output.lower(): i.id for i in items}
+        for i in items:
+            name = std_output(Path(), i).as_posix()
+            if name.lower() in outputs:
+                raise InputError(f"the uncertainty map of item {i.id} would be {name}, the output of item {outputs[name.lower()]}; "
+                                 "give distinct output names in a manifest")
+        maps = [Write(f"the uncertainty map of item {i.id}", std_output(out_dir, i)) for i in items]
+        check_disjoint([*readers, *(Read(w.label, w.path) for w in writers)], maps, "give another --out folder")
     check_disjoint(readers, writers, "give another --out folder or other output names")
 
 
@@ -288,6 +319,7 @@ def run_batch(
     ranks: Ranks | None = None,
     progress: BatchProgress | None = None,
     reads: Sequence[Path] = (),
+    uncertainty: bool = False,
 ) -> BatchResult:
     """Restore ``items`` (sorted by id) with ``recipe`` into ``out_dir``; see the module docstring.
 
@@ -295,7 +327,8 @@ def run_batch(
     batch_size: items per network call (items of the same padded shape). simulate: inputs are clean
     images; the measurement is simulated with the recipe's operator and noise (seeded per item) and
     the clean image is the reference. force: accept a folder made with a different recipe.
-    ranks: this process's share (default: a single process). Raises InputError for a folder made
+    ranks: this process's share (default: a single process). uncertainty: with the recipe's samples
+    > 1, also write each item's per-pixel standard deviation map (module docstring). Raises InputError for a folder made
     with another recipe, a bad recipe, or a folder another batch is working in (locked for the whole
     run); item problems are recorded in the report instead.
     """
@@ -305,8 +338,11 @@ def run_batch(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder")
-    recipe = {**check_recipe(recipe).recipe, "batch": {"simulate": bool(simulate)}}  # resolved: every setting written
-    _check_outputs(items, out_dir, reads)
+    checked = check_recipe(recipe)
+    if uncertainty and checked.samples < 2:
+        raise InputError("--uncertainty needs --samples N with N >= 2 (the spread of one sample is unknown)")
+    recipe = {**checked.recipe, "batch": {"simulate": bool(simulate)}}  # resolved: every setting written
+    _check_outputs(items, out_dir, reads, uncertainty)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -315,7 +351,7 @@ def run_batch(
     lock = FolderLock(out_dir, ranks.rank, ranks.world, ranks.grouped, agree=ranks.total, note=progress.note)
     with lock:
         claim_folder(out_dir, recipe, force, writer=False)  # refuse another recipe's folder before any work
-        runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress)
+        runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress, uncertainty)
         try:
             done, skipped, failed = runner.run(lambda: claim_folder(out_dir, recipe, force, writer=ranks.rank == 0))
         except BaseException:
