@@ -2,9 +2,12 @@
 beside scikit-image's classical denoisers (TV, non-local means). Prints a markdown table.
 
     python benchmarks/prior_denoising.py --model default --data ../shared/data/val/cbsd68 --limit 8
+    python benchmarks/prior_denoising.py --model default ffdnet --sigmas 0.02,0.05,0.1,0.2,0.3  # beside FFDNet
 
 sigma is the noise standard deviation on the [0, 1] scale; the prior sees the noisy crop as x_t at
-the timestep whose sigma_t (VE, [-1, 1] range) is 2 sigma, rescaled to the VP convention.
+the timestep whose sigma_t (VE, [-1, 1] range) is 2 sigma, rescaled to the VP convention. A
+plug-and-play Gaussian denoiser (``--model ffdnet``, a DRUNet file) goes through the same
+x0-adapter the sampler uses (guidedinv.models.pnp.adapter).
 """
 from __future__ import annotations
 
@@ -41,14 +44,14 @@ def prior_denoise(prior, noisy01: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", nargs="+", default=["default"], help="priors: default, ffdnet, a file, ...")
     ap.add_argument("--data", nargs="+", default=["../shared/data/val/cbsd68"])
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--sigmas", default="0.05,0.1,0.2")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    prior = load_prior(args.model, "cpu")
+    priors = {m: load_prior(m, "cpu") for m in args.model}
     files = list_images(args.data)[: args.limit]
     sigmas = [float(s) for s in args.sigmas.split(",")]
     rows: dict[str, list[float]] = {}
@@ -67,8 +70,9 @@ def main() -> None:
                 "TV (Chambolle)": denoise_tv_chambolle(nz, weight=sigma, channel_axis=-1),
                 "NL-means": denoise_nl_means(nz, h=0.8 * sigma, sigma=sigma, fast_mode=True, patch_size=5,
                                              patch_distance=6, channel_axis=-1),
-                f"prior ({args.model}), 1 call": prior_denoise(prior, noisy, sigma).permute(1, 2, 0).numpy(),
             }
+            for m, prior in priors.items():
+                est[f"prior ({m}), 1 call"] = prior_denoise(prior, noisy, sigma).permute(1, 2, 0).numpy()
             for name, out in est.items():
                 rows.setdefault(f"{name}|{sigma}", []).append(psnr(ref, np.clip(out, 0, 1), data_range=1.0))
     names = list(dict.fromkeys(k.split("|")[0] for k in rows))

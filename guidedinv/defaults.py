@@ -33,7 +33,7 @@ def embedded_path(name: str = "default") -> Path:
 
 def resolve_model(model: str) -> str | Path:
     """An embedded model's file for its name ('default', 'toy-classifier', ...); anything else as given
-    (a registry name or a checkpoint path, resolved by the model loader)."""
+    (a registry name, a plug-and-play denoiser's name or a checkpoint path, resolved by the loaders)."""
     return embedded_path(model) if model in EMBEDDED else model
 
 
@@ -70,7 +70,9 @@ def load_prior(
     model: str = "default", device: str | torch.device = "auto", dtype: str | None = None, tile: str | int = "auto",
     flags: str | Mapping[str, Any] | None = None, flags_from: str = "flags",
 ) -> Denoiser:
-    """The prior named by ``model``: 'default', a registry name or a file path. ``tile``: how the network
+    """The prior named by ``model``: 'default', a registry name or a file path; a plug-and-play Gaussian
+    denoiser ('ffdnet', 'ffdnet-grey', 'drunet_color', ..., or a DRUNet / DnCNN / FFDNet weights file,
+    guidedinv.models.pnp) becomes an x0-predictor with ``max_sigma``, its trained noise range. ``tile``: how the network
     sees a large image (guidedinv.models.load_model): 'auto', 0 (whole image) or tiles of N px.
     ``flags``: model flags for a checkpoint the registry does not know (guidedinv.models.flags), a dict
     or text such as "num_heads=4 use_new_attention_order=true"; ``flags_from`` names where they came
@@ -79,4 +81,11 @@ def load_prior(
 
     dev = pick_device(device) if isinstance(device, str) else device
     source = resolve_model(model)
+    if model not in EMBEDDED:
+        from .models.pnp import is_pnp, load_pnp
+
+        if is_pnp(source):  # a plug-and-play Gaussian denoiser: ffdnet, or a DRUNet / DnCNN name or file
+            if flags:
+                raise InputError(f"{flags_from}: model flags are for guided-diffusion checkpoints, not the denoiser {model}")
+            return load_pnp(source, device=dev, dtype=dtype, tile=parse_tile(tile))
     return load_denoiser(source, device=dev, dtype=dtype, tile=parse_tile(tile), flags=flags, flags_from=flags_from)

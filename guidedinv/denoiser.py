@@ -55,6 +55,10 @@ class Denoiser(torch.nn.Module):
 
     schedule: VPSchedule
     num_classes: int = 0
+    # the largest noise level sigma_t (model range) the network was trained for; None: its whole schedule.
+    # A plug-and-play Gaussian denoiser (guidedinv.models.pnp) has one; the request layer refuses or
+    # warm-starts methods that would start above it (guidedinv.app.noise_range).
+    max_sigma: float | None = None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> Prediction:  # noqa: D102
         raise NotImplementedError
@@ -85,6 +89,7 @@ class NetworkDenoiser(Denoiser):
     clip: clamp x0 to [-1, 1] (guided-diffusion's clip_denoised).
     tiling: evaluate the network on overlapping tiles (:mod:`guidedinv.tiling`), or None for the whole
         image in one call; an attribute a caller may change between runs.
+    max_sigma: the largest sigma_t (model range) the network was trained for (None: the whole schedule).
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class NetworkDenoiser(Denoiser):
         null_label_index: int | None = None,
         clip: bool = True,
         tiling: Tiling | None = None,
+        max_sigma: float | None = None,
     ) -> None:
         super().__init__()
         if prediction not in ("eps", "v", "x0"):
@@ -109,6 +115,7 @@ class NetworkDenoiser(Denoiser):
         self.null_label_index = null_label_index
         self.clip = clip
         self.tiling = tiling
+        self.max_sigma = max_sigma
 
     def _call_net(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.num_classes == 0:

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError
 from .methods import METHODS, get_method, methods_for_kind
 from .methods.base import TASK_OF_KIND, Setting
+from .noise_range import in_range, prior_section_first, with_prior_section
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +42,7 @@ TASKS = ("inpaint", "superres", "deblur", "denoise", "edit")
 KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
 SEED_LIMIT = 2**63
 TOP_KEYS = ("task", "model", "model_flags", "tile", "method", "seed", "samples", "operator", "noise", "methods", "guidance", "batch")
+TOP_KEYS += ("pnp_prior",)  # the settings a preset gives a prior of limited noise range (noise_range.py)
 MAX_SAMPLES = 1000  # posterior samples per image: they run one group after another, so only time grows
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("fp32", "fp16", "bf16")
@@ -181,9 +183,7 @@ def _known_keys(recipe: Mapping[str, Any], parts: list[str]) -> list[str] | None
         return [s.name for s in METHODS[parts[1]].settings]
     if parts == ["guidance"]:
         return [s.name for s in _GUIDANCE_KEYS]
-    if parts == ["batch"]:
-        return None
-    return []
+    return None if parts == ["batch"] or parts[:1] == ["pnp_prior"] else []  # pnp_prior: guidedinv.app.noise_range
 
 
 def apply_overrides(recipe: Mapping[str, Any], assignments: Sequence[str], where: str = "--set") -> dict[str, Any]:
@@ -327,8 +327,8 @@ def check_tile(value: Any, where: str = "tile") -> str | int:
 def parse_request(recipe: Mapping[str, Any], where: str = "recipe") -> Request:
     """Check a whole recipe and return its :class:`Request`; an InputError prefixed by ``where``
     (e.g. "--task my.toml") otherwise."""
-    try:
-        return _parse(recipe)
+    try:  # a prior with a limited noise range takes the recipe's [pnp_prior] settings
+        return _parse(with_prior_section(recipe))
     except InputError as exc:
         raise InputError(f"{where}: {exc}" if where else str(exc)) from None
 
@@ -410,11 +410,11 @@ def build_request(task: str | None, task_file: str | Path | None = None, options
     request = parse_request(recipe, where)
     if task is not None and request.task != task:
         raise InputError(f"{where} is a {request.task!r} recipe, not {task!r}")
-    recipe = copy.deepcopy(dict(recipe))
+    recipe = prior_section_first(copy.deepcopy(dict(recipe)), [*(a for _, a in options), *sets])
     for flag, assignment in options:
         recipe = apply_overrides(recipe, [assignment], flag)
         request = parse_request(recipe, flag)
     for item in sets:
         recipe = apply_overrides(recipe, [item], "--set")
         request = parse_request(recipe, f"--set {item}")
-    return request
+    return in_range(request)  # the final request starts inside its prior's noise range (noise_range.py)

