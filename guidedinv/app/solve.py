@@ -115,9 +115,10 @@ def restore(
     reference an ILVR reference of y's size ([0, 1]); see :func:`guidedinv.app.edit.run_edit`.
     Returns (B, C, H, W) in [0, 1], H x W the unknown image's size (h x w times the SR factor).
     A classical method needs no denoiser (None is fine) and ignores seeds and callback.
-    samples: posterior samples per image (default: the request's ``samples``, 1). More than one
-    returns a :class:`~guidedinv.app.posterior.Posterior` instead (mean, std, count; the samples too
-    with ``keep_samples``), or a list of them for a list of images; a deterministic method refuses.
+    samples: posterior samples per image (default: the request's ``samples``, 1). More than one (or
+    ``keep_samples``) returns a :class:`~guidedinv.app.posterior.Posterior` instead (mean, std, count;
+    the samples too with ``keep_samples``), or a list of them for a list of images; a deterministic
+    method refuses more than one (InputError naming the sampling methods).
     """
     request = as_request(request)
     if isinstance(y, (list, tuple)):
