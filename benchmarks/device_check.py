@@ -145,7 +145,7 @@ def loop_rows(den: NetworkDenoiser, size: int, steps: int, device: torch.device,
     y = op.A(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device) * 2 - 1)
     rows = []
     for name in ("fp32", "bf16"):
-        call = next((r.get("ms_per_call") for r in network if r["dtype"] == name and r["batch"] == 1), None)
+        call = next((r.get("ms_per_call") for r in network if r.get("dtype") == name and r.get("batch") == 1), None)
         den.net.convert_to(DTYPES[name])
         for label, rule, terms in (("ddim, no term", "ddim", []), ("pnp + proximal SR x4", "pnp", [Proximal(op, y, 0.01)])):
             def run(rule=rule, terms=terms):
@@ -211,6 +211,14 @@ def cpu_agreement(den: NetworkDenoiser, cfg: ADMConfig, device: torch.device, si
             "status": "ok" if diff < 1e-2 else "differs"}
 
 
+def guarded(section: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A section's rows, or one row naming its error: one broken section must not lose the others."""
+    try:
+        return section()
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
+        return [{"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"}]
+
+
 def markdown(result: dict[str, Any]) -> str:
     def table(rows: list[dict[str, Any]]) -> list[str]:
         if not rows:
@@ -251,12 +259,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tests = {"status": "skipped (--no-tests)"} if args.no_tests else run_tests(cuda_tests(), args.test_timeout)
     print(f"CUDA tests: {tests.get('status')} {tests.get('summary', '')}", flush=True)
     den = build(cfg, device)
-    checks = [cpu_agreement(den, cfg, device)]
-    network = network_rows(den, size, (1, big), device, warmup, repeat)
+    checks = guarded(lambda: [cpu_agreement(den, cfg, device)])
+    network = guarded(lambda: network_rows(den, size, (1, big), device, warmup, repeat))
     print(json.dumps(network), flush=True)
-    loop = loop_rows(den, size, steps, device, network)
+    loop = guarded(lambda: loop_rows(den, size, steps, device, network))
     print(json.dumps(loop), flush=True)
-    memory = memory_rows(den, size, (1, 2 if args.tiny else 4), device)
+    memory = guarded(lambda: memory_rows(den, size, (1, 2 if args.tiny else 4), device))
     print(json.dumps(memory), flush=True)
     result = {"tiny": args.tiny, "model": "tiny" if args.tiny else MODEL, "size": size, "environment": env, "tests": tests,
               "network": network, "loop": loop, "memory": memory, "checks": checks}
