@@ -152,6 +152,15 @@ def test_over_size_image_and_over_size_upload(client, monkeypatch):
     assert client.get("/api/jobs/nothing")[0] == 404 and client.get("/nowhere")[0] == 404
 
 
+def test_a_request_that_would_not_fit_is_refused_before_the_model_loads(client, monkeypatch):
+    import guidedinv.memory_estimate as estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device=None: 1 << 20)
+    status, answer = client.post({"task": "superres", "image": _upload("coffee_x4.png", SMALL.read_bytes()), "options": {}})
+    assert status == 400 and "the result" in answer["error"] and "\n" not in answer["error"], answer
+    assert client.server.jobs._prior is None  # nothing loaded
+
+
 def test_a_job_equals_the_command_line_result_and_recipe(client, tmp_path, monkeypatch):
     """One implementation: the page's inpainting (classical method, no network) gives the command's
     pixels and recipe text."""
@@ -170,6 +179,8 @@ def test_a_job_equals_the_command_line_result_and_recipe(client, tmp_path, monke
     assert job["state"] == "done", job
     assert np.array_equal(client.image(job["files"]["result"]), np.asarray(Image.open(tmp_path / "cli.png")))
     assert client.get(job["files"]["recipe"])[1] == (tmp_path / "cli.recipe.toml").read_bytes()
+    used = client.image(job["files"]["mask"]) > 127  # the mask as used, to reproduce the result with the recipe
+    assert np.array_equal(used, np.asarray(Image.open(mask)) > 127)
     download = urllib.request.urlopen(client.url + job["files"]["result"].lstrip("/") + "?download=1")
     assert "attachment" in download.headers["Content-Disposition"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.png", "cli.recipe.toml", "m.png", "ui"]
@@ -288,3 +299,19 @@ def test_command_compare_picture_is_labelled_and_upscales_bicubic(tmp_path, monk
     assert (compare[:, band:, :160] - up).abs().max() <= 0.5 / 255 + 1e-6
     assert (compare[:, band:, -160:] - result).abs().max() <= 0.5 / 255 + 1e-6
     assert (compare[:, :band, -160:] < 0.5).any()  # the result's label is written
+
+
+def test_edit_inside_a_painted_mask_keeps_the_rest(client):
+    """The edit tab: SDEdit (strength 0.6, logsnr3) inside the painted mask only; outside the input
+    comes back bit for bit; the mask travels with the result."""
+    _, job = client.post({"task": "edit", "image": _upload("coffee_x4.png", SMALL.read_bytes()),
+                          "mask": _upload("painted mask", _box_mask()), "options": {"strength": "0.6", "steps": "logsnr3"}})
+    job = client.wait(job)
+    assert job["state"] == "done", job
+    result, original = client.image(job["files"]["result"]), np.asarray(Image.open(SMALL))
+    inside = np.zeros((60, 80), bool)
+    inside[20:40, 30:50] = True
+    assert np.array_equal(result[~inside], original[~inside])
+    assert np.abs(result[inside].astype(int) - original[inside]).mean() > 2
+    assert np.array_equal(client.image(job["files"]["mask"]) > 127, inside)
+    assert b"strength = 0.6" in client.get(job["files"]["recipe"])[1]

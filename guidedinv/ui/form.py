@@ -86,10 +86,12 @@ def _options(raw: Any) -> dict[str, Any]:
         if not text:
             out[key] = None
         elif key in _NUMBERS:
-            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
-            kind = _NUMBERS[key]
+            flag, kind = _FLAGS.get(key, "--" + key.replace("_", "-")), _NUMBERS[key]
+            digits = text.removeprefix("-")
             try:
-                out[key] = kind(text) if kind is float or (text.lstrip("-").isascii() and text.lstrip("-").isdigit()) else kind("x")
+                if kind is int and not (digits.isascii() and digits.isdigit()):  # int() takes '²' and '1_000'
+                    raise ValueError(text)
+                out[key] = kind(text)
             except ValueError:
                 raise InputError(f"{flag} {text}: expected {'a whole number' if kind is int else 'a number'}") from None
         else:

@@ -26,8 +26,8 @@ from .form import Prepared, display
 
 __all__ = ["Job", "JobQueue", "uncertainty_map"]
 
-FILES = {"result": "result.png", "recipe": "result.recipe.toml", "compare": "compare.png", "trajectory": "trajectory.gif",
-         "uncertainty": "uncertainty.png"}
+FILES = {"result": "result.png", "recipe": "result.recipe.toml", "mask": "result.mask.png", "compare": "compare.png",
+         "trajectory": "trajectory.gif", "uncertainty": "uncertainty.png"}
 
 
 @dataclass
@@ -161,6 +161,9 @@ class JobQueue:
         x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)[0].cpu()
         write_result(job.folder / FILES["result"], x, p.data, request, dump_toml(request.recipe))
         job.files += ["result", "recipe"]
+        if p.mask is not None:  # the mask as used (painted, uploaded or generated): with the recipe it reproduces the result
+            write_image(job.folder / FILES["mask"], p.mask[None].float())
+            job.files.append("mask")
         panels = [("input", p.y[0]), (compare_label(request), x)]
         write_image(job.folder / FILES["compare"], labelled_strip(panels, upscale_small=p.task == "superres"))
         job.files.append("compare")

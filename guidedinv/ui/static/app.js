@@ -181,6 +181,8 @@ async function show(job) {
   $("compare").src = f.compare;
   $("download-result").href = f.result + "?download=1";
   $("download-recipe").href = f.recipe + "?download=1";
+  $("download-mask").hidden = !f.mask;
+  if (f.mask) $("download-mask").href = f.mask + "?download=1";
   $("trajectory-box").hidden = !f.trajectory;
   if (f.trajectory) $("trajectory-img").src = f.trajectory;
   $("uncertainty-box").hidden = !f.uncertainty;  // shown once the method gives one (guidedinv.ui.jobs.uncertainty_map)
