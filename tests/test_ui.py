@@ -109,8 +109,8 @@ BAD = {  # name: (payload changes, what the one-line message must say)
     "text file": ({"image": _upload("notes.txt", b"hello, not an image")}, "notes.txt: not an image file that can be read"),
     "empty image": ({"image": _upload("empty.png", b"")}, "empty.png: file is empty"),
     "not base64": ({"image": {"name": "a.png", "data": "###"}}, "a.png: the upload is damaged"),
-    "empty mask": ({"mask": _upload("painted mask", _png(np.zeros((60, 80), np.uint8)))}, "painted mask: mask is empty"),
-    "full mask": ({"mask": _upload("painted mask", _png(np.full((60, 80), 255, np.uint8)))}, "painted mask: mask marks every pixel"),
+    "empty mask": ({"mask": _upload("painted-mask.png", _png(np.zeros((60, 80), np.uint8)))}, "painted-mask.png: mask is empty"),
+    "full mask": ({"mask": _upload("painted-mask.png", _png(np.full((60, 80), 255, np.uint8)))}, "painted-mask.png: mask marks every"),
     "mask of another size": ({"mask": _upload("m.png", _box_mask(61, 80))}, "m.png: mask is 80x61 pixels but the image is 80x60"),
     "mask and spec": ({"options": {"mask_spec": "box"}}, "give either a mask"),
     "bad seed": ({"options": {"seed": "abc"}}, "--seed abc: expected a whole number"),
@@ -305,7 +305,7 @@ def test_edit_inside_a_painted_mask_keeps_the_rest(client):
     """The edit tab: SDEdit (strength 0.6, logsnr3) inside the painted mask only; outside the input
     comes back bit for bit; the mask travels with the result."""
     _, job = client.post({"task": "edit", "image": _upload("coffee_x4.png", SMALL.read_bytes()),
-                          "mask": _upload("painted mask", _box_mask()), "options": {"strength": "0.6", "steps": "logsnr3"}})
+                          "mask": _upload("painted-mask.png", _box_mask()), "options": {"strength": "0.6", "steps": "logsnr3"}})
     job = client.wait(job)
     assert job["state"] == "done", job
     result, original = client.image(job["files"]["result"]), np.asarray(Image.open(SMALL))
@@ -314,4 +314,31 @@ def test_edit_inside_a_painted_mask_keeps_the_rest(client):
     assert np.array_equal(result[~inside], original[~inside])
     assert np.abs(result[inside].astype(int) - original[inside]).mean() > 2
     assert np.array_equal(client.image(job["files"]["mask"]) > 127, inside)
-    assert b"strength = 0.6" in client.get(job["files"]["recipe"])[1]
+    recipe = client.get(job["files"]["recipe"])[1].decode()
+    assert "strength = 0.6" in recipe and 'mask = "painted-mask.png"' in recipe  # the mask as the download names it
+    download = urllib.request.urlopen(client.url + job["files"]["mask"].lstrip("/") + "?download=1")
+    assert download.headers["Content-Disposition"] == "attachment; filename*=UTF-8''painted-mask.png"
+
+
+def test_uploaded_kernel_runs_as_the_command_and_the_recipe_names_the_file(client, tmp_path, monkeypatch):
+    """Deblurring with an uploaded .npy kernel (Wiener, no network) equals 'guidedinv deblur --kernel
+    k.npy'; the recipe names the kernel 'k.npy', never the server's temporary folder."""
+    from typer.testing import CliRunner
+
+    from guidedinv.cli import app
+
+    kernel = np.outer(np.hanning(9)[1:-1], np.hanning(9)[1:-1])
+    buffer = io.BytesIO()
+    np.save(buffer, kernel)
+    (tmp_path / "k.npy").write_bytes(buffer.getvalue())
+    monkeypatch.chdir(tmp_path)
+    run = CliRunner().invoke(app, ["deblur", str(SMALL), "--kernel", "k.npy", "--method", "wiener", "-o", "cli.png", "-q"])
+    assert run.exit_code == 0, run.output
+    _, job = client.post({"task": "deblur", "image": _upload("coffee_x4.png", SMALL.read_bytes()),
+                          "kernel": _upload("k.npy", buffer.getvalue()), "options": {"method": "wiener"}})
+    job = client.wait(job)
+    assert job["state"] == "done", job
+    assert np.array_equal(client.image(job["files"]["result"]), np.asarray(Image.open(tmp_path / "cli.png")))
+    recipe = client.get(job["files"]["recipe"])[1].decode()
+    assert 'kernel = "k.npy"' in recipe and str(client.server.root) not in recipe
+    assert recipe == (tmp_path / "cli.recipe.toml").read_text()

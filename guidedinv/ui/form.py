@@ -41,12 +41,13 @@ class Prepared:
     y: Any  # (1, C, h, w) measurement in [0, 1]
     mask: Any = None  # inpainting: bool (h, w), True = fill; editing: float edit weights (h, w)
     trajectory: bool = False
-    names: dict[str, str] = field(default_factory=dict)  # saved path -> what the user uploaded
+    mask_name: str | None = None  # the uploaded or painted mask's file name (a generated mask: None)
+    names: dict[str, str] = field(default_factory=dict)  # saved path -> the uploaded file's name
 
 
 def display(message: str, folder: Path, names: dict[str, str]) -> str:
-    """A message as the user should read it: the saved files named by what was uploaded, the server's
-    temporary folder never shown."""
+    """A message (or a recipe) as the user should read it: the saved files named by the uploaded
+    files' names, the server's temporary folder never shown."""
     for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])):
         message = message.replace(path, name)
     return message.replace(str(folder), "(upload)")
@@ -106,7 +107,8 @@ def _save(item: Any, what: str, folder: Path, stem: str, suffixes: tuple[str, ..
         return None
     if not isinstance(item, dict) or not isinstance(item.get("data"), str):
         raise InputError(f"{what}: expected an uploaded file")
-    name = "".join(c if c.isprintable() else "?" for c in str(item.get("name") or what))[:200]
+    # printable, and safe inside a recipe's TOML string (the recipe names uploads by these names)
+    name = "".join(c if c.isprintable() and c not in '"\\' else "_" for c in str(item.get("name") or what))[:200]
     try:
         content = base64.b64decode(item["data"].split(",", 1)[-1], validate=True)
     except (binascii.Error, ValueError):
@@ -142,6 +144,7 @@ def prepare(payload: Any, folder: Path, model: str | None, device: str) -> Prepa
         raise InputError(display(str(exc), folder, names)) from None
     prepared.trajectory = bool(payload.get("trajectory"))
     prepared.names = names
+    prepared.mask_name = names.get(str(mask_file)) if mask_file is not None else None
     return prepared
 
 

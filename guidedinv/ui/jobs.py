@@ -159,7 +159,9 @@ class JobQueue:
                 frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
 
         x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)[0].cpu()
-        write_result(job.folder / FILES["result"], x, p.data, request, dump_toml(request.recipe))
+        # the recipe names an uploaded kernel or edit mask by its file name, not by its place in the temporary folder
+        recipe = display(dump_toml(request.recipe), job.folder, p.names)
+        write_result(job.folder / FILES["result"], x, p.data, request, recipe)
         job.files += ["result", "recipe"]
         if p.mask is not None:  # the mask as used (painted, uploaded or generated): with the recipe it reproduces the result
             write_image(job.folder / FILES["mask"], p.mask[None].float())

@@ -22,7 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from ..errors import GuidedinvError, InputError
 from .form import page_config, prepare
@@ -125,8 +125,11 @@ class _Handler(BaseHTTPRequestHandler):
             if kind is None or kind not in job.files:
                 return self._error(404, f"job {job.id} has no {parts[3]!r}")
             extra = {}
-            if parse_qs(url.query).get("download"):
-                extra["Content-Disposition"] = f'attachment; filename="guidedinv-{job.prepared.task}-{job.number}.{parts[3]}"'
+            if parse_qs(url.query).get("download"):  # the mask under the name the recipe gives it (an edit's operator.mask)
+                name = f"guidedinv-{job.prepared.task}-{job.number}.{parts[3]}"
+                if kind == "mask" and job.prepared.mask_name:
+                    name = job.prepared.mask_name
+                extra["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
             body = (job.folder / parts[3]).read_bytes()
             return self._send(200, body, _TYPES[Path(parts[3]).suffix], extra)
         return self._error(404, f"no page {url.path!r}")

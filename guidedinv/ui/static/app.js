@@ -113,7 +113,7 @@ function maskUpload() {  // the painted layer as a black/white PNG of the image'
   const d = pixels.data;
   for (let i = 0; i < d.length; i += 4) { const v = d[i + 3] >= 128 ? 255 : 0; d[i] = d[i + 1] = d[i + 2] = v; d[i + 3] = 255; }
   out.getContext("2d").putImageData(pixels, 0, 0);
-  return { name: "painted mask", type: "image/png", data: canvasData(out) };
+  return { name: "painted-mask.png", type: "image/png", data: canvasData(out) };
 }
 
 function strokedImage() {  // the image with the colour strokes on it (what SDEdit starts from)
