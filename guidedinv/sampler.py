@@ -99,6 +99,8 @@ def build_path(
             raise ValueError(f"no step of the grid lies at or below init_t={init_t}")
     if resample is None:
         return grid[::-1] + [-1]
+    if hasattr(resample, "walk"):  # another walk over the grid (DAPS's annealing, guidedinv.daps.Annealing)
+        return list(resample.walk(grid, schedule))
     return [grid[i] if i >= 0 else -1 for i in resampling_path(len(grid), resample)]
 
 
@@ -137,7 +139,8 @@ def sample(
     labels: (B,) class labels handed to the denoiser (class-conditional models / CFG).
     init, init_t: start from ``init`` (same shape, model range) noised to timestep ``init_t``
         (SDEdit, Meng et al. 2022) instead of from pure noise.
-    resample: RePaint-style resampling jumps.
+    resample: RePaint-style resampling jumps, or any object whose ``walk(grid, schedule)`` returns the
+        path (timesteps, -1 clean; an upward pair re-noises): DAPS's :class:`guidedinv.daps.Annealing`.
     callback: called with a :class:`StepInfo` after every reverse step.
     Returns the final sample (B, ...) at noise level 0.
     """

@@ -6,7 +6,7 @@ one entry in ``_ALL`` below; the command line, recipes, benchmark and batch runn
 from __future__ import annotations
 
 from ...errors import InputError
-from . import classical, ddnm, ddrm, diffpir, dps, pigdm, pnp, repaint, sdedit
+from . import classical, daps, ddnm, ddrm, diffpir, dps, pigdm, pnp, repaint, sdedit
 from .base import ClassicalMethod, Cost, GuidedMethod, Method, Plan, PlanInput, Setting
 
 __all__ = ["METHODS", "get_method", "method_names", "guided_names", "classical_names", "methods_for_kind", "Method",
@@ -20,6 +20,7 @@ _ALL: tuple[Method, ...] = (
     dps.METHOD,
     pigdm.METHOD,
     ddrm.METHOD,
+    daps.METHOD,
     sdedit.METHOD,
     *classical.METHODS,
 )
