@@ -118,6 +118,9 @@ BAD = {  # name: (payload changes, what the one-line message must say)
     "classical steps": ({"options": {"method": "biharmonic", "steps": "10"}}, "--steps 10: the classical method 'biharmonic'"),
     "unknown method": ({"options": {"method": "magic"}}, "magic"),
     "unknown task": ({"task": "paint"}, "unknown task 'paint'"),
+    "samples of a deterministic method": ({"options": {"samples": "4"}}, "--samples 4: samples = 4: method pnp is deterministic"),
+    "samples when editing": ({"task": "edit", "mask": None, "options": {"samples": "2"}}, "--samples 2: posterior samples are for"),
+    "samples with trajectory": ({"options": {"method": "ddnm", "samples": "2"}, "trajectory": True}, "--trajectory follows one sample"),
     "no image": ({"image": None}, "choose an image"),
     "bad scale": ({"task": "superres", "mask": None, "options": {"scale": "0"}}, "--scale 0: operator.scale = 0"),
     "bad kernel": ({"task": "deblur", "mask": None, "options": {"kernel": "gaussian:-1"}}, "--kernel gaussian:-1"),
@@ -241,7 +244,7 @@ def test_network_job_reports_each_step_and_keeps_the_outside(client):
     compare = client.image(job["files"]["compare"])
     assert compare.shape[0] > 60 and compare.shape[1] == 80 + 4 + 80
     assert np.array_equal(compare[-60:, :80, :3], original)  # the input panel under its label band
-    assert "uncertainty" not in job["files"]  # hook: guidedinv.ui.jobs.uncertainty_map returns None until restore() gives samples
+    assert "uncertainty" not in job["files"]  # one sample: no spread
 
 
 def test_labelled_strip_bicubic_input_and_labels():
@@ -342,3 +345,22 @@ def test_uploaded_kernel_runs_as_the_command_and_the_recipe_names_the_file(clien
     recipe = client.get(job["files"]["recipe"])[1].decode()
     assert 'kernel = "k.npy"' in recipe and str(client.server.root) not in recipe
     assert recipe == (tmp_path / "cli.recipe.toml").read_text()
+
+
+def test_posterior_samples_give_their_mean_and_an_uncertainty_map(client):
+    """Inpainting with DDNM and --samples 2 (logsnr3): the result is the samples' mean, the known pixels
+    exactly the input (no spread there), and the page gets the command's colour-mapped std picture."""
+    _, job = client.post({"task": "inpaint", "image": _upload("coffee_x4.png", SMALL.read_bytes()), "mask": _upload("m.png", _box_mask()),
+                          "options": {"method": "ddnm", "steps": "logsnr3", "samples": "2"}})
+    job = client.wait(job)
+    assert job["state"] == "done", job
+    assert job["samples"] == 2 and (job["step"], job["total"]) == (3, 3)  # both samples drawn together, one group
+    result, original = client.image(job["files"]["result"]), np.asarray(Image.open(SMALL))
+    inside = np.zeros((60, 80), bool)
+    inside[20:40, 30:50] = True
+    assert np.abs(result[~inside].astype(int) - original[~inside]).max() <= 1
+    spread = client.image(job["files"]["uncertainty"])
+    assert spread.shape[0] >= 60 and spread.shape[1] > 80  # the map and its scale bar
+    zero = np.array([68, 1, 84])  # the colour map's 0: the known pixels do not spread
+    assert (spread[:60, :80, :3][~inside] == zero).all() and (spread[:60, :80, :3][inside] != zero).any(-1).mean() > 0.5
+    assert "samples = 2" in client.get(job["files"]["recipe"])[1].decode()

@@ -57,11 +57,13 @@ def labelled_strip(panels: list[tuple[str, torch.Tensor]], upscale_small: bool =
 
 
 def compare_label(request: Any) -> str:
-    """The result panel's label: the method and its steps ('pnp, logsnr20 steps'), an edit's strength."""
+    """The result panel's label: the method and its steps ('pnp, logsnr20 steps'), an edit's strength,
+    how many posterior samples the result is the mean of."""
     if request.task == "edit":
         strength = request.settings["strength"]
         return f"sdedit strength {strength}, {request.steps} steps" if strength > 0 else "sdedit strength 0 (the input)"
-    return f"{request.method}, {request.steps} steps" if request.steps else f"{request.method} (no network)"
+    label = f"{request.method}, {request.steps} steps" if request.steps else f"{request.method} (no network)"
+    return label + (f", mean of {request.samples} samples" if getattr(request, "samples", 1) > 1 else "")
 
 
 def _font(size: int):  # type: ignore[no-untyped-def]

@@ -25,8 +25,8 @@ __all__ = ["UI_TASKS", "Prepared", "page_config", "prepare", "display"]
 
 UI_TASKS = ("inpaint", "edit", "superres", "deblur", "denoise")
 _TEXT = ("method", "steps", "mode", "kernel", "mask_spec")
-_NUMBERS = {"seed": int, "scale": int, "kernel_size": int, "class": int, "sigma": float, "sigma_y": float, "strength": float,
-            "guidance_scale": float}
+_NUMBERS = {"seed": int, "scale": int, "kernel_size": int, "class": int, "samples": int, "sigma": float, "sigma_y": float,
+            "strength": float, "guidance_scale": float}
 _FLAGS = {"mask_spec": "--mask", "kernel_size": "--kernel-size", "sigma_y": "--sigma-y", "guidance_scale": "--scale"}
 _KERNEL_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".bmp")
 
@@ -138,6 +138,7 @@ def prepare(payload: Any, folder: Path, model: str | None, device: str) -> Prepa
     image = _save(payload["image"], "image", folder, "image", IMAGE_SUFFIXES, ".png", names)
     mask_file = _save(payload.get("mask"), "mask", folder, "mask", IMAGE_SUFFIXES, ".png", names)
     kernel_file = _save(payload.get("kernel"), "kernel", folder, "kernel", _KERNEL_SUFFIXES, ".npy", names)
+    o["trajectory"] = True if payload.get("trajectory") else None
     try:
         prepared = _prepare(task, o, image, mask_file, kernel_file, model, device)
     except InputError as exc:
@@ -168,7 +169,8 @@ def _prepare(task: str, o: dict[str, Any], image: Path, mask_file: Path | None, 
                "guidance_scale": o.get("guidance_scale"), "method": o.get("method"), "steps": o.get("steps"),
                "seed": o.get("seed") if o.get("seed") is not None else 0, "sigma_y": o.get("sigma_y"),
                "scale": o.get("scale"), "mode": o.get("mode"), "kernel": o.get("kernel"), "kernel_size": o.get("kernel_size"),
-               "sigma": o.get("sigma"), "mask": o.get("mask_spec"), "mask_file": mask_file}
+               "sigma": o.get("sigma"), "mask": o.get("mask_spec"), "mask_file": mask_file, "samples": o.get("samples"),
+               "trajectory": o["trajectory"]}
     request = make_request(task, options)
     data = read_image(image)
     check_kernel_size(request, data.size)
@@ -196,6 +198,8 @@ def _prepare_edit(o: dict[str, Any], image: Path, mask_file: Path | None, model:
                "model": model, "model_flags": None, "tile": None, "class_": o.get("class"), "classifier": None,
                "scale": o.get("guidance_scale"), "task_file": None, "set_": [], "guidance": None, "device": device,
                "dtype": "fp32"}
+    if o.get("samples") is not None:
+        raise InputError(f"--samples {o['samples']}: posterior samples are for inpaint, superres, deblur and denoise, not edit")
     if o.get("method") not in (None, "sdedit"):
         raise InputError(f"--method {o['method']}: editing has one method: sdedit")
     request = edit_request(options)

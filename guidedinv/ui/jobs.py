@@ -5,7 +5,8 @@ last ``keep`` finished jobs are kept (memory and disk stay bounded).
 A job runs the command line's entry point, :func:`guidedinv.app.solve.restore` (editing included),
 with a per-step callback for the progress, then writes what the commands write: the result PNG and
 its recipe (:func:`guidedinv.cli.images.write_result`), the labelled comparison picture and, when
-asked, the trajectory GIF. The loaded prior is kept for the next job (one at a time).
+asked, the trajectory GIF; with N >= 2 posterior samples the result is their mean and the uncertainty
+map their per-pixel spread (:func:`guidedinv.cli.images.write_posterior`). The loaded prior is kept for the next job (one at a time).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 from ..errors import GuidedinvError
 from .form import Prepared, display
 
-__all__ = ["Job", "JobQueue", "uncertainty_map"]
+__all__ = ["Job", "JobQueue"]
 
 FILES = {"result": "result.png", "recipe": "result.recipe.toml", "mask": "result.mask.png", "compare": "compare.png",
          "trajectory": "trajectory.gif", "uncertainty": "uncertainty.png"}
@@ -51,7 +52,8 @@ class Job:
         request = self.prepared.request
         return {"id": self.id, "state": self.state, "position": position, "step": self.step, "total": self.total,
                 "error": self.error, "files": {k: f"/api/jobs/{self.id}/{FILES[k]}" for k in self.files},
-                "method": request.method, "steps": request.steps, "seed": request.seed, "seconds": self.seconds,
+                "method": request.method, "steps": request.steps, "seed": request.seed, "samples": request.samples,
+                "seconds": self.seconds,
                 "size": [int(self.prepared.data.width), int(self.prepared.data.height)]}
 
 
@@ -146,7 +148,7 @@ class JobQueue:
 
         from ..app.recipes import dump_toml
         from ..app.solve import restore
-        from ..cli.images import compare_label, labelled_strip, write_gif, write_result
+        from ..cli.images import compare_label, labelled_strip, write_gif, write_posterior, write_result
         from ..io import write_image
 
         p, request = job.prepared, job.prepared.request
@@ -158,7 +160,8 @@ class JobQueue:
             if p.trajectory:
                 frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
 
-        x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)[0].cpu()
+        x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)
+        post, x = (x, x.mean[0].cpu()) if request.samples > 1 else (None, x[0].cpu())  # N samples: their mean
         # the recipe names an uploaded kernel or edit mask by its file name, not by its place in the temporary folder
         recipe = display(dump_toml(request.recipe), job.folder, p.names)
         write_result(job.folder / FILES["result"], x, p.data, request, recipe)
@@ -172,14 +175,6 @@ class JobQueue:
         if frames:
             write_gif(job.folder / FILES["trajectory"], frames)
             job.files.append("trajectory")
-        spread = uncertainty_map(denoiser, request, p)
-        if spread is not None:
-            write_image(job.folder / FILES["uncertainty"], spread)
+        if post is not None:  # the samples' per-pixel standard deviation, as 'guidedinv inpaint --samples N --uncertainty' writes it
+            write_posterior(post, p.data, request, job.folder / FILES["uncertainty"], [])
             job.files.append("uncertainty")
-
-
-def uncertainty_map(denoiser: Any, request: Any, prepared: Prepared) -> Any:
-    """HOOK for the uncertainty map: the per-pixel spread of several posterior samples, (1, H, W) in
-    [0, 1], where the method gives one; None until :func:`guidedinv.app.solve.restore` returns
-    samples (the solvers issue). The page shows ``uncertainty.png`` whenever this returns a map."""
-    return None

@@ -137,6 +137,7 @@ async function submit(event) {
   if (task === "deblur") names.push("kernel", "kernel_size");
   if (task === "denoise") names.push("sigma");
   if (task !== "edit" && task !== "denoise") names.push("sigma_y");
+  if (task !== "edit") names.push("samples");
   const options = Object.fromEntries(names.map((n) => [n, form.elements[n].disabled ? "" : form.elements[n].value]));
   const payload = { task, options, image: state.image, mask: null, kernel: null, trajectory: $("trajectory").checked };
   const paintOn = task === "inpaint" || task === "edit";
@@ -185,10 +186,11 @@ async function show(job) {
   if (f.mask) $("download-mask").href = f.mask + "?download=1";
   $("trajectory-box").hidden = !f.trajectory;
   if (f.trajectory) $("trajectory-img").src = f.trajectory;
-  $("uncertainty-box").hidden = !f.uncertainty;  // shown once the method gives one (guidedinv.ui.jobs.uncertainty_map)
+  $("uncertainty-box").hidden = !f.uncertainty;  // with --samples N >= 2: the samples' per-pixel standard deviation
   if (f.uncertainty) $("uncertainty-img").src = f.uncertainty;
   const steps = job.steps ? `${job.steps} steps` : "no network";
-  $("result-info").textContent = `${job.method}, ${steps}, seed ${job.seed}: ${job.size[0]}x${job.size[1]} input, ${job.seconds} s`;
+  const mean = job.samples > 1 ? `, mean of ${job.samples} samples` : "";
+  $("result-info").textContent = `${job.method}, ${steps}${mean}, seed ${job.seed}: ${job.size[0]}x${job.size[1]} input, ${job.seconds} s`;
   $("recipe-text").textContent = await (await fetch(f.recipe)).text();
 }
 
