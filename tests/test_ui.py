@@ -204,6 +204,9 @@ def test_two_tabs_are_queued_not_mixed(tmp_path):
         superres = {"task": "superres", "image": _upload("small.png", SMALL.read_bytes()), "options": {"method": "bicubic", "scale": "2"}}
         first, second = client.post(inpaint)[1], client.post(superres)[1]
         assert (first["state"], first["position"], second["state"], second["position"]) == ("queued", 0, "queued", 1)
+        server.max_waiting = 2
+        status, answer = client.post(inpaint)  # a third waiting job: refused, memory stays bounded
+        assert status == 503 and "2 jobs are already waiting" in answer["error"]
         server.jobs.start()
         first, second = client.wait(first), client.wait(second)
         a, b = server.jobs.get(first["id"]), server.jobs.get(second["id"])

@@ -94,6 +94,11 @@ class JobQueue:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def waiting(self) -> int:
+        """How many jobs wait to run (the running one not counted)."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state == "queued")
+
     def position(self, job: Job) -> int:
         """0 when running or finished, else how many jobs run before it (the running one included)."""
         if job.state != "queued":

@@ -5,7 +5,7 @@ Routes::
 
     GET  /                         the page (static/index.html; static/app.js, static/style.css)
     GET  /api/config               tasks, their methods and the presets' defaults
-    POST /api/jobs                 a form (JSON, see guidedinv.ui.form) -> 202 {"id", ...} or 400/413 {"error": one line}
+    POST /api/jobs                 a form (JSON, see guidedinv.ui.form) -> 202 {"id", ...} or 400/413/503 {"error": one line}
     GET  /api/jobs/ID              the job's state, step / total, queue position, error, files
     GET  /api/jobs/ID/FILE         result.png, result.recipe.toml, compare.png, trajectory.gif, uncertainty.png
                                    (?download=1: as an attachment)
@@ -33,6 +33,7 @@ __all__ = ["UIServer", "make_server", "serve", "LOOPBACK", "MAX_BODY"]
 STATIC = Path(__file__).resolve().parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_BODY = 64 * 2**20  # bytes of one posted form (base64: about 48 MB of files)
+MAX_WAITING = 8  # jobs queued behind the running one: each holds its decoded image, so memory stays bounded
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".png": "image/png", ".gif": "image/gif", ".toml": "text/plain; charset=utf-8", ".json": "application/json"}
 
@@ -43,11 +44,11 @@ class UIServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], model: str | None, device: str, root: Path, keep: int = 16,
-                 start_worker: bool = True, max_body: int = MAX_BODY) -> None:
+                 start_worker: bool = True, max_body: int = MAX_BODY, max_waiting: int = MAX_WAITING) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-        self.model, self.device, self.root, self.max_body = model, device, Path(root), max_body
+        self.model, self.device, self.root, self.max_body, self.max_waiting = model, device, Path(root), max_body, max_waiting
         self.jobs = JobQueue(self.root, device=device, keep=keep, start=start_worker)
         self._config: dict[str, Any] | None = None
 
@@ -157,6 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             return self._error(400, "the form is not valid JSON")
         jobs = self.server.jobs
+        if jobs.waiting() >= self.server.max_waiting:
+            return self._error(503, f"{jobs.waiting()} jobs are already waiting; run this one when one of them has finished")
         job_id, number, folder = jobs.new_folder()
         try:
             prepared = prepare(payload, folder, self.server.model, self.server.device)
