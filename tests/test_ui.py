@@ -367,3 +367,18 @@ def test_posterior_samples_give_their_mean_and_an_uncertainty_map(client):
     zero = np.array([68, 1, 84])  # the colour map's 0: the known pixels do not spread
     assert (spread[:60, :80, :3][~inside] == zero).all() and (spread[:60, :80, :3][inside] != zero).any(-1).mean() > 0.5
     assert "samples = 2" in client.get(job["files"]["recipe"])[1].decode()
+
+
+def test_the_server_starts_and_serves_without_importing_torch(tmp_path):
+    """Start-up stays light: the page and its defaults come from the presets and the method registry;
+    torch loads with the first form."""
+    probe = ("import sys, urllib.request\n"
+             "from guidedinv.ui.server import make_server, start_in_thread\n"
+             f"server = make_server(port=0, root={str(tmp_path / 'ui')!r})\n"
+             "start_in_thread(server)\n"
+             "for path in ('', 'api/config', 'static/app.js'):\n"
+             "    urllib.request.urlopen(server.url + path, timeout=30).read()\n"
+             "server.close()\n"
+             "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "False", (out.stdout, out.stderr[-2000:])
