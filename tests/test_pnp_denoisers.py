@@ -116,8 +116,8 @@ def test_ffdnet_unshuffle_puts_each_2x2_phase_in_its_own_channel():
 
 # -- DRUNet and DnCNN: synthetic state dicts of the released layouts ----------------------------------
 def test_drunet_full_size_layout_matches_the_released_file():
-    """drunet_color.pth (KAIR / deepinv): 64 tensors, float32 data 24 bytes short of... the file's
-    130 579 305 bytes less its zip and pickle overhead (a few hundred bytes a tensor)."""
+    """drunet_color.pth (KAIR / deepinv) holds 130 579 305 bytes: our 64 float32 tensors fill all but
+    15 465 of them, the zip and pickle overhead (a few hundred bytes a tensor)."""
     with torch.device("meta"):
         net = DRUNet()
     state = net.state_dict()
@@ -294,6 +294,15 @@ def test_registry_names_need_their_package_or_a_download(tmp_path, monkeypatch):
     monkeypatch.setitem(DENOISERS, "drunet_color", dataclasses.replace(entry, size=None))  # the digest alone
     with pytest.raises(DownloadError, match="publisher gives 479abe3c"):
         download("drunet_color")
+
+
+def test_batch_knows_the_denoisers_names_up_front():
+    from guidedinv.cli.batch import check_model
+
+    for name in ("ffdnet", "ffdnet-grey", "drunet_color", "dncnn_color_blind"):
+        check_model(name, f"--model {name}")
+    with pytest.raises(ModelError, match="--model ffdnet-gray: neither"):
+        check_model("ffdnet-gray", "--model ffdnet-gray")
 
 
 def test_models_list_and_info_show_the_noise_range_and_licence(dncnn_file):

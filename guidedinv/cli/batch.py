@@ -35,15 +35,16 @@ DTYPES = ("fp32", "fp16", "bf16")
 
 
 def check_model(model: str, typed: str) -> None:
-    """The model a run will load exists (an embedded name, a file or folder, a registry name), checked
-    before anything is written; the weights themselves load later, only if some item needs them."""
+    """The model a run will load exists (an embedded name, a file or folder, a registry name, a plug-and-play
+    denoiser's name), checked before anything is written; the weights load later, only if some item needs them."""
     from ..defaults import EMBEDDED, embedded_path
     from ..errors import ModelError
     from ..models import lookup
+    from ..models.registry import lookup_denoiser
 
     if model in EMBEDDED:
         embedded_path(model)
-    elif not Path(model).expanduser().exists() and lookup(model) is None:
+    elif not Path(model).expanduser().exists() and lookup(model) is None and lookup_denoiser(model) is None:
         raise ModelError(f"{typed}: neither an existing file nor a known model name; `guidedinv models list` shows the names")
 
 
