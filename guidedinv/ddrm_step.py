@@ -91,7 +91,7 @@ class DDRMStep(StepRule):
         spec = self.operator.spectral(x)
         if spec is None:
             raise InputError(f"DDRM needs an operator with an exact SVD (inpainting, downsampling, circular blur, identity); "
-                             f"{self.operator!r} has none: use ddnm (its scalar rule), pnp or dps")
+                             f"{self.operator!r} has none (a blur needs boundary \"padded\" or \"circular\"): use ddnm, pnp or dps")
         return spec
 
     def split(self, a_next: float, spec: Spectral) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,12 +19,15 @@ import math
 
 import pytest
 import torch
+from conftest import save_tiny_prior
 from test_measurement_guidance import INDEPENDENT, SIGMA_Y, FixedStart, Float64Draws, independent_prior, problem, seeds
 
 from guidedinv import DDIM, respace, sample
+from guidedinv.app import build_request, restore
 from guidedinv.ddrm_step import DDRMStep
 from guidedinv.errors import InputError
 from guidedinv.guidance import DDRM, PiGDM, Projection, gaussian_posterior, operator_matrix
+from guidedinv.models import load_denoiser
 from guidedinv.operators import Blur, Downsample, Inpainting, gaussian_kernel
 from guidedinv.rules import NoisyProjectionStep, Renoise
 
@@ -63,18 +66,21 @@ def test_pigdm_closed_form_inverse_equals_a_dense_solve(name, sigma_y):
 
 def test_pigdm_step_is_ddim_plus_the_vector_jacobian_product():
     prior, op, y = problem("sr4-bicubic")
-    t, scale = 600, 0.7
+    t, t_next, scale = 600, 300, 0.7
     x_t = prior.sample(3, torch.Generator().manual_seed(8)) * 1.3
-    got = sample(prior, x_t.shape, FixedStart(x_t), steps=[t], rule=DDIM(0.0), terms=[PiGDM(op, y, SIGMA_Y, scale=scale)],
-                 dtype=F64)
-    ab = prior.schedule.alpha_bar(t)
+    steps = []
+    sample(prior, x_t.shape, FixedStart(x_t), steps=[t_next, t], rule=DDIM(0.0), terms=[PiGDM(op, y, SIGMA_Y, scale=scale)],
+           callback=steps.append, dtype=F64)
+    ab, ab_next = prior.schedule.alpha_bar(t), prior.schedule.alpha_bar(t_next)
     jac = math.sqrt(ab) / (1 - ab) * prior.posterior_cov(t)  # d x0 / d x_t (Tweedie), symmetric
     x0 = prior(x_t, torch.full((3,), float(t))).x0.reshape(3, -1)
     amat = operator_matrix(op, (1, 8, 8))
     s = (1 - ab) * amat @ amat.T + (2 * SIGMA_Y) ** 2 * torch.eye(amat.shape[0], dtype=F64)
     h = (1 - ab) * (y.reshape(1, -1) - x0 @ amat.T) @ torch.linalg.inv(s) @ amat
-    want = x0 + scale * math.sqrt(ab) * h @ jac  # the last step: DDIM returns x0
-    torch.testing.assert_close(got.reshape(3, -1), want, rtol=0, atol=1e-10)
+    eps = (x_t.reshape(3, -1) - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+    ddim = math.sqrt(ab_next) * x0 + math.sqrt(1 - ab_next) * eps
+    want = ddim + scale * math.sqrt(ab * ab_next) * h @ jac
+    torch.testing.assert_close(steps[0].x_next.reshape(3, -1), want, rtol=0, atol=1e-10)
 
 
 # -- DDRM, the paper's formula on a dense SVD -------------------------------------------------------------
@@ -170,12 +176,12 @@ def test_ddrm_samples_the_posterior_where_it_is_exact():
 # methods on the same problem: APPROX in test_measurement_guidance (50-100 steps) and SVD_BOUNDS in
 # test_ddnm_svd (ddnm's SVD rule, 20 steps).
 PIGDM = {  # PiGDM with DDIM(0.2)
-    "inpaint": ("inpaint", SIGMA_Y, "50", 0.2),  # 0.111 / 0.111; DPS-100 0.16, DDNM+-50 0.29, DiffPIR-50 0.30, exact 0.04
-    "inpaint-noiseless": ("inpaint", 0.0, "50", 0.2),  # 0.108 / 0.111; DDNM-50 0.34
-    "sr4-bicubic": ("sr4-bicubic", SIGMA_Y, "50", 0.3),  # 0.178 / 0.178; DPS-100 0.13, DDNM+-50 0.13, DiffPIR-50 0.10
-    "blur": ("blur", SIGMA_Y, "50", 0.45),  # 0.306 / 0.307; DPS-100 0.17, DiffPIR-50 0.11 (reflect blur: CG)
-    "blur-20": ("blur", SIGMA_Y, "20", 0.15),  # 0.060 / 0.066: the pull grows with the steps (100: 0.45)
-    "blur-circ-20": ("blur-circ", SIGMA_Y, "20", 0.15),  # 0.082 / 0.092; ddnm SVD-20 0.16
+    "inpaint": ("inpaint", SIGMA_Y, "50", 0.2),  # 0.115 / 0.109; DPS-100 0.16, DDNM+-50 0.29, DiffPIR-50 0.30, exact 0.04
+    "inpaint-noiseless": ("inpaint", 0.0, "50", 0.2),  # 0.119 / 0.120; DDNM-50 0.34
+    "sr4-bicubic": ("sr4-bicubic", SIGMA_Y, "50", 0.25),  # 0.155 / 0.159; DPS-100 0.13, DDNM+-50 0.13, DiffPIR-50 0.10
+    "blur": ("blur", SIGMA_Y, "50", 0.4),  # 0.261 / 0.262; DPS-100 0.17, DiffPIR-50 0.11 (reflect blur: CG)
+    "blur-20": ("blur", SIGMA_Y, "20", 0.1),  # 0.052 / 0.049: the pull grows with the steps (100: 0.41)
+    "blur-circ-20": ("blur-circ", SIGMA_Y, "20", 0.1),  # 0.039 / 0.042; ddnm SVD-20 0.16
 }
 DDRM_BOUNDS = {  # DDRM with eta 0.85, eta_b 1
     "inpaint": ("inpaint", SIGMA_Y, "20", 0.5),  # 0.348 / 0.339; ddnm SVD-20 0.36
@@ -269,3 +275,26 @@ def test_mismatched_pairs_and_bad_settings_are_refused():
             DDRMStep(**{"operator": op, "sigma_y": SIGMA_Y, **kwargs})
     with pytest.raises(InputError, match="scale"):
         PiGDM(op, y, SIGMA_Y, scale=-1.0)
+
+
+# -- the methods through restore() on a tiny untrained network ----------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    save_tiny_prior(path)
+    return load_denoiser(path, device="cpu")
+
+
+@pytest.mark.parametrize("method", ["pigdm", "ddrm"])
+def test_methods_restore_every_task(tiny, method):
+    y = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    for task, extra, size in (("superres", ["operator.scale=2"], 16), ("deblur", ["operator.size=5"], 8),
+                              ("inpaint", ['operator.mask="random:0.7"'], 8), ("denoise", [], 8)):
+        request = build_request(task, sets=[f'method="{method}"', f'methods.{method}.steps="4"', *extra])
+        out = restore(tiny, request, y, seeds=[0, 1])
+        assert out.shape == (2, 3, size, size) and bool(torch.isfinite(out).all())
+        torch.testing.assert_close(restore(tiny, request, y[1:], seeds=[1]), out[1:], rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="DDRM needs an operator with an exact SVD .* boundary"):
+        restore(tiny, build_request("deblur", sets=['method="ddrm"', 'operator.boundary="reflect"', "operator.size=5"]), y)
+    with pytest.raises(InputError, match=f"methods.{method}.eta = 1.5"):
+        build_request("superres", sets=[f'method="{method}"', f"methods.{method}.eta=1.5"])

@@ -17,7 +17,7 @@ class PiGDM(GuidedMethod):
     backward_per_step = 1
     settings = (
         Setting("eta", "float", 0.2, "DDIM's eta (InverseBench's 0.2)", low=0.0, high=1.0),
-        Setting("scale", "float", 1.0, "weight of the guidance (1: the paper's sqrt(alpha_bar_t))", low=0.0, high=1e3),
+        Setting("scale", "float", 1.0, "weight of the guidance (1: RED-diff's sqrt(alpha_bar_t alpha_bar_next))", low=0.0, high=1e3),
         *GuidedMethod.common("100"),
     )
 
