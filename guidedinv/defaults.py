@@ -71,7 +71,7 @@ def load_prior(
     flags: str | Mapping[str, Any] | None = None, flags_from: str = "flags",
 ) -> Denoiser:
     """The prior named by ``model``: 'default', a registry name or a file path; a plug-and-play Gaussian
-    denoiser ('ffdnet', 'ffdnet-grey', 'drunet_color', ..., or a DRUNet / DnCNN / FFDNet weights file,
+    denoiser ('ffdnet', 'ffdnet-grey', 'drunet_color', ..., or an FFDNet / DRUNet / DnCNN / SCUNet weights file,
     guidedinv.models.pnp) becomes an x0-predictor with ``max_sigma``, its trained noise range. ``tile``: how the network
     sees a large image (guidedinv.models.load_model): 'auto', 0 (whole image) or tiles of N px.
     ``flags``: model flags for a checkpoint the registry does not know (guidedinv.models.flags), a dict

@@ -27,6 +27,7 @@ from guidedinv.models.pnp.adapter import PnPAdapter
 from guidedinv.models.pnp.dncnn import DnCNN, dncnn_layers
 from guidedinv.models.pnp.drunet import DRUNet
 from guidedinv.models.pnp.ffdnet import FILE_PREFIX, FFDNet
+from guidedinv.models.pnp.scunet import SCUNet, WindowAttention
 from guidedinv.priors import GaussianPrior
 from guidedinv.schedule import VPSchedule
 
@@ -165,6 +166,53 @@ def test_dncnn_with_batch_norm_kept_reads_as_conv_bn_relu():
               "model.3.weight": (8,), "model.3.bias": (8,), "model.3.running_mean": (8,), "model.3.running_var": (8,),
               "model.5.weight": (3, 8, 3, 3)}
     assert [kind for kind, _ in dncnn_layers(shapes)] == ["conv", "relu", "conv-nobias", "bn", "relu", "conv-nobias"]
+
+
+def test_scunet_full_size_layout_is_the_released_one():
+    """scunet_color_real_psnr.pth (KAIR; deepinv's mirror lists 72 MB): width 64, 4 blocks per stage,
+    32 channels per head, 8 px windows."""
+    with torch.device("meta"):
+        net = SCUNet()
+    state = net.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert len(state) == 540 and 71.5e6 < 4 * sum(v.numel() for v in state.values()) < 72.5e6
+    assert shapes["m_head.0.weight"] == (64, 3, 3, 3) and shapes["m_tail.0.weight"] == (3, 64, 3, 3)
+    assert shapes["m_down1.4.weight"] == (128, 64, 2, 2) and shapes["m_up3.0.weight"] == (512, 256, 2, 2)
+    assert shapes["m_down1.0.trans_block.msa.relative_position_params"] == (1, 15, 15)  # 32 channels: 1 head
+    assert shapes["m_body.3.trans_block.msa.relative_position_params"] == (8, 15, 15)  # 256 channels: 8 heads
+    assert shapes["m_body.0.trans_block.msa.embedding_layer.weight"] == (768, 256)
+    assert shapes["m_up1.4.conv_block.2.weight"] == (32, 32, 3, 3) and "m_up1.4.conv1_2.bias" in shapes
+    assert [b.trans_block.msa.shifted for b in net.m_body] == [False, True, False, True]
+
+
+def test_scunet_synthetic_state_dict_loads_back(tmp_path):
+    net = _randomise(SCUNet(3, 16, (1, 2, 1, 2, 1, 2, 1), head_dim=4, window=4))
+    path = _save(net.state_dict(), tmp_path / "scunet.pth")
+    prior = load_prior(path, device="cpu")
+    assert prior.inferred.arch == "scunet" and prior.max_sigma == pytest.approx(2 * 50 / 255)
+    assert prior.inferred.config == {"channels": 3, "dim": 16, "config": (1, 2, 1, 2, 1, 2, 1), "head_dim": 4, "window": 4}
+    z = torch.rand(1, 3, 64, 64)  # the deepest stage: 8 px, 2 x 2 windows, so the shifted blocks mask
+    with torch.no_grad():
+        assert torch.equal(prior.net.core(z, torch.tensor([0.1])), net(z))
+        x = torch.rand(1, 3, 40, 50) * 2 - 1  # padded to the multiple of 32 and cropped back
+        assert prior(x, torch.tensor([30.0])).x0.shape == x.shape
+
+
+def test_window_attention_stays_inside_its_windows():
+    """Plain windows: a change at pixel (0, 0) moves only window (0, 0)'s outputs. Shifted windows: the
+    roll puts the corners into one window; the mask keeps (0, 0) from reaching (H-1, W-1)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 8, 6, generator=g)
+    poked = x.clone()
+    poked[0, 0, 0] += 1.0
+    for shifted in (False, True):
+        attn = _randomise(WindowAttention(6, 3, 4, shifted))
+        with torch.no_grad():
+            moved = (attn(poked) - attn(x)).abs().amax(-1)[0] > 1e-6
+        if not shifted:
+            assert moved[:4, :4].all() and not moved[4:].any() and not moved[:, 4:].any()
+        else:
+            assert moved[0, 0] and moved[:2, :2].all() and not moved[-1, -1] and not moved[2:6, 2:6].any()
 
 
 def test_wrong_layouts_are_one_line_model_errors(tmp_path):

