@@ -5,12 +5,12 @@ steps with the engine's noisy-projection rule built on DDIM(eta); any rule works
 
 eta is DDIM's: the fraction of the next level's noise drawn fresh is eta sqrt((1 - a/a')/(1 - a)) per
 step, not eta itself as in DDNM's and DDRM's code (c1 = sqrt(1 - a') eta; the ``ddrm`` method has that
-meaning). DDIM's eta 0.85 was DDNM's number read in the other meaning: 0.74 fresh per step on logsnr20,
-where DDNM and DDRM draw 0.85. Default 1 (the DDPM posterior; 0.87 fresh on logsnr20), measured on
-64 px crops, 20 calls, sigma_y 0.01, three images (benchmarks/peers.py, docs/peers.md): eta 0.5 / 0.85
-/ 1 give SR x4 23.7 / 24.4 / 24.7 dB, Gaussian deblurring 23.5 / 24.7 / 25.2, random inpainting
-17.1 / 18.3 / 19.3, box inpainting 17.0 / 17.3 / 17.5. DDIM's eta cannot draw more than the DDPM
-posterior does; a larger fraction (DDRM's eta up to 1) is the ``ddrm`` method."""
+meaning). DDIM's eta 0.85 was DDNM's number read in the other meaning: 0.68 fresh per step on logsnr20
+(0.32 on the '100' grid), where DDNM and DDRM draw 0.85. Default 1 (the DDPM posterior; 0.80 fresh on
+logsnr20), measured on 64 px crops, 20 calls, sigma_y 0.01, three images (benchmarks/peers.py,
+docs/peers.md): eta 0.5 / 0.85 / 1 give SR x4 23.7 / 24.4 / 24.7 dB, Gaussian deblurring 23.5 / 24.7 /
+25.2, random inpainting 17.1 / 18.3 / 19.3, box inpainting 17.0 / 17.3 / 17.5. DDIM's eta cannot draw
+more than the DDPM posterior does; a larger fraction (DDRM's eta up to 1) is the ``ddrm`` method."""
 from __future__ import annotations
 
 from collections.abc import Mapping
