@@ -33,8 +33,14 @@ z; for any other operator by perturb-and-MAP, x = prox(x0_hat + r z1, y + sigma'
 sigma' = sigma / sqrt(scale), through ``operator.prox_l2`` (closed form or conjugate gradients),
 whose output has exactly that mean and covariance. sigma = 0 puts the measured coordinates on
 A^+ y. ``inner = "langevin"`` is the paper's sampler: ``langevin_steps`` unadjusted Langevin
-steps of size ``lr`` on the same log-density, started at x0_hat (sigma > 0 only); at the paper's
-100 steps of 1e-4 it stays near x0_hat rather than reaching the Gaussian's spread.
+steps of size ``lr`` (capped where it would diverge) on the same log-density, started at x0_hat
+(sigma > 0 only; the paper also lowers lr over the levels, to lr_min_ratio = 0.01 of it, which is
+left out here); at the paper's 100 steps of 1e-4 it stays near x0_hat rather than reaching the
+Gaussian's spread.
+
+With ode_steps = 1 a level is DiffPIR's step (guidedinv.guidance.proximal) with fresh noise (its
+zeta = 1) and lam = 1 / tether^2 while r is below its cap, plus the draw's noise around the
+proximal point: that noise is what makes the run a posterior sample rather than a smoothed estimate.
 
 Exactness (tests/test_daps.py): on a Gaussian prior with ode_steps = 1 (x0_hat is then E[x0 | x_t])
 the chain at a fixed level is a Gibbs-like kernel whose stationary law tends to p(x0 | y) as
@@ -128,8 +134,12 @@ def posterior_sample(operator: LinearOperator | None, x0: torch.Tensor, y: torch
 
 def _langevin(operator: LinearOperator, x0: torch.Tensor, y: torch.Tensor, r: float, sigma: float, scale: float,
               steps: int, lr: float, rng: NoiseSource) -> torch.Tensor:
-    """The paper's inner sampler: x <- x - lr grad U(x) + sqrt(2 lr) z, U = scale ||A x - y||^2 / (2 sigma^2)
-    + ||x - x0_hat||^2 / (2 r^2), from x = x0_hat."""
+    """The paper's inner sampler: x <- x - h grad U(x) + sqrt(2 h) z, U = scale ||A x - y||^2 / (2 sigma^2)
+    + ||x - x0_hat||^2 / (2 r^2), from x = x0_hat, with h = min(lr, 0.5 / (1 / r^2 + scale / sigma^2)):
+    the step diverges once h exceeds 2 / (largest curvature of U), which is at most that sum for an
+    operator of norm <= 1, and this package's levels go down to r = tether x 0.01 (the paper's stop at
+    sigma = 0.1, where its lr = 1e-4 is stable)."""
+    lr = min(lr, 0.5 / (1 / r**2 + scale / sigma**2))
     x = x0
     for _ in range(steps):
         grad = operator.AT(operator.A(x) - y) * (scale / sigma**2) + (x - x0) / r**2

@@ -235,3 +235,14 @@ def test_bad_settings_are_input_errors():
         DAPSStep(op, torch.zeros(1, 1, 2, 2), 0.0, inner="langevin")
     with pytest.raises(InputError):
         DAPSStep(op, torch.zeros(1, 1, 2, 2), 0.01, r_max=-1.0)
+
+
+def test_langevin_step_is_capped_where_it_would_diverge():
+    shape, make = OPERATORS["blur-circular"]
+    op = make()
+    prior = smooth_prior(shape)
+    y = op.A(prior.sample(1, torch.Generator().manual_seed(5)))
+    rule = DAPSStep(op, y, 0.01, inner="langevin", langevin_steps=50, lr=0.5)  # r down to 0.01 x tether at t = 0
+    x = sample(prior, (2, *shape), NoiseSource.from_seeds([1, 2]), steps="logsnr6", rule=rule, resample=Annealing(1), dtype=F64)
+    assert bool(torch.isfinite(x).all())
+    assert float((op.A(x) - y).abs().max()) < 0.2  # and it still fits the measurement (noise 0.02)
