@@ -12,7 +12,9 @@ app/methods/daps.py) against closed forms on the exact Gaussian prior.
   values in the comments);
 * scale 0 (and no operator) is the unguided annealing, bit for bit, which samples the prior;
 * items do not depend on their batch (exact, perturb-and-MAP and Langevin draws);
-* the path makes levels x ode_steps network calls, which the method's cost counts.
+* the path makes levels x ode_steps network calls, which the method's cost counts;
+* the method through restore() on a tiny untrained network: every task with its preset (warm
+  starts included), the reflect-boundary blur (perturb-and-MAP), per-seed results.
 """
 from __future__ import annotations
 
@@ -20,13 +22,16 @@ import math
 
 import pytest
 import torch
+from conftest import save_tiny_prior
 from test_measurement_guidance import smooth_prior
 
 from guidedinv import NoiseSource, sample
+from guidedinv.app import build_request, restore
 from guidedinv.app.methods import get_method
 from guidedinv.daps import Annealing, DAPSStep, posterior_sample
 from guidedinv.errors import InputError
 from guidedinv.guidance import gaussian_posterior, operator_matrix
+from guidedinv.models import load_denoiser
 from guidedinv.operators import Blur, Downsample, Identity, Inpainting, gaussian_kernel
 from guidedinv.schedule import VPSchedule, respace
 
@@ -246,3 +251,23 @@ def test_langevin_step_is_capped_where_it_would_diverge():
     x = sample(prior, (2, *shape), NoiseSource.from_seeds([1, 2]), steps="logsnr6", rule=rule, resample=Annealing(1), dtype=F64)
     assert bool(torch.isfinite(x).all())
     assert float((op.A(x) - y).abs().max()) < 0.2  # and it still fits the measurement (noise 0.02)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.safetensors"
+    save_tiny_prior(path)
+    return load_denoiser(path, device="cpu")
+
+
+def test_method_restores_every_task(tiny):
+    y = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    for task, extra, size in (("superres", ["operator.scale=2"], 16), ("deblur", ["operator.size=5"], 8),
+                              ("deblur", ["operator.size=5", 'operator.boundary="reflect"', 'methods.daps.inner="langevin"'], 8),
+                              ("inpaint", ['operator.mask="random:0.7"'], 8), ("denoise", [], 8)):
+        request = build_request(task, sets=['method="daps"', 'methods.daps.steps="logsnr3"', "methods.daps.ode_steps=2", *extra])
+        out = restore(tiny, request, y, seeds=[0, 1])
+        assert out.shape == (2, 3, size, size) and bool(torch.isfinite(out).all()), (task, extra)
+        torch.testing.assert_close(restore(tiny, request, y[1:], seeds=[1]), out[1:], rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="needs noise.sigma_y > 0"):
+        build_request("inpaint", sets=['method="daps"', 'methods.daps.inner="langevin"', "noise.sigma_y=0"])
