@@ -7,7 +7,11 @@ explains them), and writes results.csv, summary.csv and summary.md. Needs the op
 
     pip install -e '.[peers]'
     OMP_NUM_THREADS=1 python benchmarks/peers.py [IMAGES...] [--crop 64] [--nfe 20] [--ours-nfe 10,20,40]
-        [--tasks inpaint-box,superres4,deblur-gauss] [--peers deepinv-dps,...] [--out runs/peers] [--doc docs/peers.md]
+        [--tasks superres4,deblur-gauss,inpaint-random,inpaint-box] [--peers deepinv-dps,...] [--ours ddnm,pnp,...]
+        [--budget NAME=N[,N...] ...] [--out runs/peers] [--doc docs/peers.md]
+
+--ours names our methods and the variants of guidedinv.bench.peers_run.OURS_VARIANTS (e.g. the settings a
+method had before a change); --budget gives one row name (a peer, ours-METHOD, a variant) its own budgets.
 
 A peer that cannot be imported or run is listed with the reason (the error line), never skipped silently.
 """
@@ -18,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from guidedinv.bench.peers_run import PEER_TASKS, run_peers, write_outputs
+from guidedinv.bench.peers_run import OURS_VARIANTS, PEER_TASKS, run_peers, write_outputs
 from guidedinv.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +33,19 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _budgets(items: list[str]) -> dict[str, list[int]]:
+    out = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--budget {item!r}: expected NAME=N[,N...], e.g. deepinv-dps=100")
+        try:
+            out[name.strip()] = _ints(values)
+        except ValueError:
+            raise InputError(f"--budget {item!r}: the budgets must be whole numbers, e.g. deepinv-dps=100") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", type=Path, default=DEFAULT_IMAGES,
@@ -37,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default="all", help="comma-separated peer names, or 'all'")
     parser.add_argument("--nfe", default="20", help="network-evaluation budgets of the peers")
     parser.add_argument("--ours-nfe", default="", help="budgets of ours (default: the peers' budgets, halves and doubles)")
+    parser.add_argument("--ours", default="", help="our methods and variants to run (default: the peers' paired methods "
+                        f"and pnp); variants: {', '.join(OURS_VARIANTS)}")
+    parser.add_argument("--budget", action="append", default=[], metavar="NAME=N[,N]",
+                        help="budgets of one row (a peer, ours-METHOD or a variant), repeatable")
     parser.add_argument("--limit", type=int, default=0, help="first N images of each folder (0: all)")
     parser.add_argument("--crop", type=int, default=64, help="side of the centred square crop")
     parser.add_argument("--model", default="default", help="prior: default | registry name | file | random-tiny")
@@ -49,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
+        budgets = _budgets(args.budget)
         result = run_peers(args.images, tasks=[t for t in args.tasks.split(",") if t],
                            peers=None if args.peers == "all" else [p for p in args.peers.split(",") if p],
                            nfes=_ints(args.nfe), ours_nfes=_ints(args.ours_nfe) or None, limit=args.limit or None,
                            crop=args.crop, model=args.model, device=args.device, seed=args.seed,
-                           loop_check=not args.no_loop_check, log=log)
+                           loop_check=not args.no_loop_check, log=log,
+                           ours=[o for o in args.ours.split(",") if o] or None, budgets=budgets)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

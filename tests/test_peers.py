@@ -165,7 +165,7 @@ def test_svd_physics_refuses_what_it_cannot_decompose(dinv):
         svd_physics(dinv, Blur.gaussian(9, 1.5, boundary="reflect"), 0.01, (1, 3, 16, 16))
 
 
-@pytest.mark.parametrize("name", ["deepinv-dps", "deepinv-diffpir", "deepinv-ddrm"])
+@pytest.mark.parametrize("name", ["deepinv-dps", "deepinv-dps-tuned", "deepinv-diffpir", "deepinv-ddrm"])
 def test_deepinv_peers_run_at_the_counted_budget(dinv, tiny, name):
     op = Downsample(2, "bicubic")
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(10))
@@ -174,7 +174,7 @@ def test_deepinv_peers_run_at_the_counted_budget(dinv, tiny, name):
     out = PEERS[name].run(dinv, counter, op, y, 0.01, 4, 0)
     assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()
     assert counter.calls == 4
-    assert counter.grad_calls == (4 if name == "deepinv-dps" else 0)
+    assert counter.grad_calls == (4 if name.startswith("deepinv-dps") else 0)
 
 
 def test_equal_quality_ratio():
@@ -218,3 +218,49 @@ def test_each_peer_is_paired_with_a_registry_method_that_solves_its_operators():
         assert method.uses_network, peer.name
         assert all(kind_of[op] in method.kinds for op in peer.operators), peer.name
     assert all(get_method(m).uses_network for m in OURS_ALWAYS)
+
+
+def test_run_peers_runs_variants_of_ours_at_their_own_budgets(tmp_path, monkeypatch):
+    """--ours and --budget: a variant of ours is its method with its settings, at the budgets named for its row."""
+    from PIL import Image
+
+    import guidedinv.bench.peers_run as bp
+    from guidedinv.errors import InputError
+
+    Image.new("RGB", (24, 24), (90, 140, 200)).save(tmp_path / "flat.png")
+    monkeypatch.setattr(bp, "load_deepinv", lambda: (_ for _ in ()).throw(PeerUnavailable("not here")))
+    kw = dict(tasks=["inpaint-box"], peers=["deepinv-ddrm"], nfes=[2], ours_nfes=[2], crop=16, model="random-tiny", loop_check=False)
+    result = bp.run_peers([tmp_path / "flat.png"], ours=["ddnm", "ours-ddnm-eta0.85"], budgets={"ours-ddnm-eta0.85": [3]}, **kw)
+    got = {(r["method"], r["nfe_budget"], r["nfe"]) for r in result.rows}
+    assert got == {("ours-ddnm", 2, 2), ("ours-ddnm-eta0.85", 3, 3)}
+    assert "`ours-ddnm-eta0.85`: ddnm before" in bp.markdown(result)
+    with pytest.raises(InputError, match="unknown method of ours 'nope'"):
+        bp.run_peers([tmp_path / "flat.png"], ours=["nope"], **kw)
+    with pytest.raises(InputError, match="budgets for ours-dps: not run"):
+        bp.run_peers([tmp_path / "flat.png"], ours=["ddnm"], budgets={"ours-dps": [4]}, **kw)
+
+
+def test_deepinv_dps_tuned_weight_is_the_operators(monkeypatch):
+    """The tuned peer hands deepinv's DPS the weight of the operator's kind; an explicit weight wins."""
+    import guidedinv.bench.peers as bp
+
+    seen = []
+
+    class FakeDPS:
+        def __init__(self, *args, weight=1.0, **kwargs):
+            seen.append(weight)
+
+        def __call__(self, y, physics, seed=0):
+            return torch.zeros(1, 3, 8, 8)
+
+    class FakeDinv:
+        sampling = type("S", (), {"DPS": FakeDPS})
+
+    monkeypatch.setattr(bp, "operator_physics", lambda *a: None)
+    monkeypatch.setattr(bp, "UnitRangeDenoiser", lambda denoiser: None)
+    y = torch.zeros(1, 3, 8, 8)
+    for op in (Downsample(2, "bicubic"), Blur.gaussian(5, 1.0, boundary="circular"), Inpainting(torch.ones(1, 1, 8, 8))):
+        PEERS["deepinv-dps-tuned"].run(FakeDinv, None, op, y, 0.01, 3, 0)
+    PEERS["deepinv-dps-tuned"].run(FakeDinv, None, Downsample(2, "bicubic"), y, 0.01, 3, 0, weight=7.0)
+    PEERS["deepinv-dps"].run(FakeDinv, None, Downsample(2, "bicubic"), y, 0.01, 3, 0)
+    assert seen == [bp.DPS_TUNED_WEIGHTS[Downsample], bp.DPS_TUNED_WEIGHTS[Blur], bp.DPS_TUNED_WEIGHTS[Inpainting], 7.0, 1.0]

@@ -2,21 +2,13 @@
 
 Optional (``pip install 'guidedinv[peers]'``); nothing in the package imports this module. Every
 peer runs its own published loop; only the network, the measurement and the operator are ours.
-The adapters convert conventions explicitly (:data:`CONVENTIONS`, printed by the runner):
-
-* deepinv's denoiser interface ``D(x, sigma)``: x in [0, 1] plus Gaussian noise of standard
-  deviation sigma (on the [0, 1] scale), returning E[x0 | x] in [0, 1] (deepinv.models.Denoiser).
-  :class:`UnitRangeDenoiser` maps it to ours: sigma_model = 2 sigma on [-1, 1], alpha_bar =
-  1 / (1 + sigma_model^2), t = the (fractional) timestep of our schedule with that alpha_bar
-  (:func:`continuous_timestep`: log-SNR interpolation, the same as the schedule's own), the VP input
-  x_t = sqrt(alpha_bar) (2 x - 1), then x0 -> (x0 + 1) / 2.
-* diffusers' UNet interface ``unet(sample, timestep).sample``: :class:`EpsUNet` returns eps =
-  (x_t - sqrt(ab) x0) / sqrt(1 - ab) from our (clipped) x0, whatever our network predicts (the
-  default prior predicts v); diffusers' integer timesteps are our schedule's, unchanged, and its
-  schedulers are built on our betas (:func:`diffusers_scheduler`).
-* Operators: deepinv gets our operator as a ``LinearPhysics`` (:func:`operator_physics`: A, A^T, the
-  pseudo-inverse and the proximal step are ours, the latter with deepinv's gamma = 1 / our rho), or
-  for DDRM as a ``DecomposablePhysics`` (:func:`svd_physics`), checked against our A before use.
+The adapters convert conventions explicitly (:data:`CONVENTIONS`, printed by the runner, says how):
+:class:`UnitRangeDenoiser` is deepinv's ``D(x, sigma)`` on [0, 1] over our network at the matching
+(fractional, :func:`continuous_timestep`) timestep; :class:`EpsUNet` is diffusers' ``unet(sample,
+timestep).sample`` = eps from our clipped x0, its schedulers built on our betas
+(:func:`diffusers_scheduler`); deepinv gets our operator as a ``LinearPhysics``
+(:func:`operator_physics`: our A, A^T, pseudo-inverse and proximal step) or, for DDRM, as a
+``DecomposablePhysics`` (:func:`svd_physics`), checked against our A before use.
 
 deepinv imports torchvision at import time. Where torchvision's compiled ops cannot load (a CUDA
 torchvision wheel beside a CPU-only torch: torchvision then fails with "operator torchvision::nms
@@ -25,6 +17,7 @@ without kernels, and says so in its notes: deepinv's samplers never call them.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +31,8 @@ from ..operators import Blur, Downsample, Inpainting, LinearOperator
 from ..schedule import VPSchedule, respace
 
 __all__ = ["PeerUnavailable", "CONVENTIONS", "load_deepinv", "load_diffusers", "continuous_timestep", "UnitRangeDenoiser",
-           "EpsUNet", "diffusers_scheduler", "operator_physics", "svd_physics", "deepinv_dps", "deepinv_diffpir", "deepinv_ddrm",
+           "EpsUNet", "diffusers_scheduler", "operator_physics", "svd_physics", "deepinv_dps", "DPS_TUNED_WEIGHTS",
+           "deepinv_diffpir", "deepinv_ddrm",
            "diffusers_ddim_sample", "diffusers_ddim_ddnm", "diffusers_repaint", "repaint_steps_for_budget", "PEERS", "Peer"]
 
 CONVENTIONS = (
@@ -57,9 +51,12 @@ CONVENTIONS = (
     "RePaint (diffusers) and the DDIM+DDNM loop are noiseless formulations: they use y as if sigma_y were 0",
     "prox/pinv: deepinv's prox_l2(z, y, gamma) = argmin gamma/2 |Ax - y|^2 + 1/2 |x - z|^2 is our prox_l2(z, y, rho = 1/gamma) "
     "(our closed forms instead of deepinv's conjugate gradients); DDRM gets an SVD of our operator",
-    "deepinv 0.5.0's DDRM draws its noise as std * randn / sqrt(2) in the spectral coordinates: unit variance per pixel for "
-    "BlurFFT's (real, imaginary) pairs, half of it for a real SVD (inpainting, our super-resolution SVD), while it tells "
-    "the denoiser sigma; left as deepinv has it",
+    "deepinv 0.5.0's DDRM draws std * randn / sqrt(2) in spectral coordinates (unit variance for BlurFFT's complex pairs, half "
+    "for a real SVD: inpainting, SR) while telling the denoiser sigma; left so (it over-smooths: smoother, higher PSNR)",
+    "eta: DDRM's (and DDNM's code's, c1 = sqrt(1 - a') eta) is the fraction of the next level's noise drawn fresh; our ddnm's "
+    "is DDIM's, a fraction eta sqrt((1 - a/a')/(1 - a)) that changes per step; our ddrm's is DDRM's",
+    "DPS: ours moves x_t by zeta (t - t_next) 1000/T grad ||y - A x0|| (model range); deepinv's 'norm' guidance adds weight "
+    "grad ||y - A x0|| ([0, 1]) to the score: a step of about weight/2 times the step's beta in our units (0.1 at weight 1)",
 )
 
 
@@ -261,10 +258,15 @@ def _shape(op: LinearOperator, y: torch.Tensor) -> tuple[int, ...]:
     return tuple(op.in_shape(y.shape))
 
 
+DPS_TUNED_WEIGHTS = {Downsample: 1000.0, Blur: 100.0, Inpainting: 3000.0}  # tuned at 100 steps (docs/peers.md); default 1
+
+
 def deepinv_dps(dinv: Any, denoiser: Denoiser, op: LinearOperator, y: torch.Tensor, sigma_y: float, nfe: int, seed: int,
-                **options: Any) -> torch.Tensor:
-    """deepinv.sampling.DPS (its defaults: VP SDE with beta 0.1..20, DDPM solver, weight 1, 'norm'
-    guidance) with ``nfe`` solver steps, i.e. nfe + 1 time points (its last one is never evaluated)."""
+                tuned: bool = False, **options: Any) -> torch.Tensor:
+    """deepinv.sampling.DPS (defaults: VP SDE, beta 0.1..20, DDPM solver, weight 1, 'norm') with ``nfe`` steps (nfe + 1
+    time points, the last never evaluated); tuned: the weight DPS_TUNED_WEIGHTS gives the operator's kind."""
+    if tuned:
+        options.setdefault("weight", next(w for kind, w in DPS_TUNED_WEIGHTS.items() if isinstance(op, kind)))
     physics = operator_physics(dinv, op, sigma_y)
     rng = torch.Generator(y.device).manual_seed(int(seed))
     model = dinv.sampling.DPS(UnitRangeDenoiser(denoiser), num_steps=int(nfe) + 1, device=y.device, rng=rng, **options)
@@ -403,7 +405,9 @@ class Peer:
 
 PEERS: dict[str, Peer] = {p.name: p for p in (
     Peer("deepinv-dps", "deepinv", deepinv_dps, "dps", (Inpainting, Downsample, Blur),
-         "deepinv.sampling.DPS, defaults (DDPM solver, weight 1, 'norm')"),
+         "deepinv.sampling.DPS, defaults (DDPM solver, weight 1, 'norm'): effectively unguided"),
+    Peer("deepinv-dps-tuned", "deepinv", functools.partial(deepinv_dps, tuned=True), "dps", (Inpainting, Downsample, Blur),
+         "deepinv.sampling.DPS, weight tuned per operator: " + ", ".join(f"{k.__name__} {w:g}" for k, w in DPS_TUNED_WEIGHTS.items())),
     Peer("deepinv-diffpir", "deepinv", deepinv_diffpir, "diffpir", (Inpainting, Downsample, Blur),
          "deepinv.sampling.DiffPIR, defaults (zeta 0.1, lambda 7)"),
     Peer("deepinv-ddrm", "deepinv", deepinv_ddrm, "ddnm", (Inpainting, Downsample, Blur),

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..app.methods import get_method
-from ..app.request import Request, parse_request
+from ..app.request import Request, apply_overrides, parse_request
 from ..app.solve import restore
 from ..errors import InputError
 from ..io import read_image
@@ -53,10 +53,10 @@ from .harness import (
 from .peers import CONVENTIONS, PEERS, PeerUnavailable, diffusers_ddim_sample, load_deepinv, load_diffusers
 from .report import rows_to_csv
 
-__all__ = ["PEER_TASKS", "ROW_COLUMNS", "SUMMARY_COLUMNS", "PeerResult", "run_peers", "summarise", "equal_quality_ratio",
+__all__ = ["PEER_TASKS", "OURS_VARIANTS", "ROW_COLUMNS", "SUMMARY_COLUMNS", "PeerResult", "run_peers", "summarise", "equal_quality_ratio",
            "markdown", "write_outputs"]
 
-PEER_TASKS = ("inpaint-box", "superres4", "deblur-gauss")
+PEER_TASKS = ("superres4", "deblur-gauss", "inpaint-random", "inpaint-box")
 ROW_COLUMNS = ["dataset", "image", "crop", "task", "method", "library", "vs", "nfe_budget", "steps", "nfe", "backward", "psnr",
                "ssim", "consistency", "seconds", "seed"]
 SUMMARY_COLUMNS = ["task", "method", "library", "vs", "nfe_budget", "images", "nfe", "backward", "psnr", "ssim", "consistency",
@@ -75,6 +75,52 @@ class PeerResult:
 
 # run beside the peers on every task though no peer is paired with it: our best-PSNR method
 OURS_ALWAYS = ("pnp",)
+
+# our methods with other settings, by row name: (method, --set assignments, what the row is). The
+# "before" rows keep the settings our methods had before issue 15's comparison changed them.
+OURS_VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "ours-ddnm-eta0.85": ("ddnm", ("methods.ddnm.eta=0.85",), "ddnm before: DDIM's eta 0.85, the default until DDIM's eta 1 "
+                          "(0.68 of the next level's noise fresh per step on the logsnr20 grid, DDRM's 0.85 taken as DDIM's)"),
+    "ours-dps-zeta0.1": ("dps", ("methods.dps.zeta=0.1",), "dps before: zeta 1 per step (the official code's convention, a "
+                         "tenth of its guidance on 100 steps); now zeta is per unit of a 1000-step schedule, and 0.1 on the "
+                         "'100' grid is 1.0-1.1 per step"),
+    "ours-ddrm-logsnr": ("ddrm", ('methods.ddrm.steps="logsnr50"',), "ddrm (DDRM's eta 0.85, eta_b 1) on the logsnr grid that "
+                         "deepinv's DDRM is handed here (its own default grid is uniform)"),
+}
+
+# what the comparison of issue 15 found (the figures in brackets are the runs' named in the text)
+FINDINGS = (
+    "deepinv's DDRM leads our ddnm at 20 calls mostly because it draws half the noise it tells the denoiser on a real "
+    "SVD (inpainting, SR; see the conventions), which smooths: ours-ddrm-logsnr, the same step with the noise drawn in "
+    "full, gives what deepinv's DDRM gives with that noise restored (3 crops: random 19.88 vs 19.86 dB, box 17.65 vs 17.64, "
+    "SR 24.86 vs 25.22) and 0.3-1.7 dB less than deepinv's as it is",
+    "the rest was ddnm's eta: DDIM's 0.85 draws 0.68 of the next level's noise fresh per step on logsnr20, where DDNM's "
+    "and DDRM's code draw 0.85; DDIM's eta 1 (0.80) is now the default (ours-ddnm-eta0.85 is the old one); the uniform "
+    "'20' grid is worse than logsnr20 for ddnm on all four tasks (0.3-0.6 dB)",
+    "our DPS applied the official code's zeta per step, a value tuned for 1000 steps: on 100 it got a tenth of the "
+    "guidance; zeta is now per unit of a 1000-step schedule (1 by default, 0.3 for deblurring), so the run's total "
+    "does not depend on the budget. deepinv's 'norm' weight is about weight/2 times the step's beta in our units: its "
+    "default 1 is unguided, and the tuned weights (100-3000) are its working range; a larger one diverges on deblurring",
+    "box inpainting is where DPS's stronger guidance costs PSNR (ours 15.8 dB, the old per-step zeta 17.4; deepinv's "
+    "weight 3000, tuned on random inpainting, 13.6) while SSIM rises (0.67 vs 0.51): the inpaint recipe serves both masks",
+)
+
+
+def _ours_rows(ours: Sequence[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(row name, registry method, --set assignments) of ``ours``: method names or OURS_VARIANTS keys."""
+    rows = []
+    for name in ours:
+        if name in OURS_VARIANTS:
+            rows.append((name, OURS_VARIANTS[name][0], OURS_VARIANTS[name][1]))
+            continue
+        try:
+            method = get_method(name.removeprefix("ours-"))
+        except InputError:
+            raise InputError(f"unknown method of ours {name!r}; choose a guided method or one of {', '.join(OURS_VARIANTS)}") from None
+        if not method.uses_network:
+            raise InputError(f"peers are compared with our guided methods, not {method.name!r}")
+        rows.append((f"ours-{method.name}", method.name, ()))
+    return rows
 
 
 def _libraries(names: Sequence[str]) -> tuple[dict[str, Any], dict[str, str], list[str], dict[str, str]]:
@@ -127,8 +173,14 @@ def run_peers(
     seed: int = 0,
     loop_check: bool = True,
     log: Callable[[str], None] | None = None,
+    ours: Sequence[str] | None = None,
+    budgets: dict[str, Sequence[int]] | None = None,
 ) -> PeerResult:
-    """Every (image, task, peer, budget) and (image, task, our paired method, our budget) once."""
+    """Every (image, task, peer, budget) and (image, task, method of ours, our budget) once.
+
+    ours: our methods (registry names) and OURS_VARIANTS keys to run (default: the peers' paired
+    methods and OURS_ALWAYS); budgets: row name (a peer, "ours-METHOD" or a variant key) -> its
+    budgets, instead of ``nfes`` (peers) or ``ours_nfes`` (ours)."""
     from .. import __version__
 
     log = log or (lambda _msg: None)
@@ -136,14 +188,17 @@ def run_peers(
     bad = [n for n in names if n not in PEERS]
     if bad:
         raise InputError(f"unknown peer(s) {', '.join(bad)}; choose from {', '.join(PEERS)}")
-    for ours in {PEERS[n].ours for n in names} | set(OURS_ALWAYS):
-        if not get_method(ours).uses_network:
-            raise InputError(f"peers are compared with our guided methods, not {ours!r}")
+    ours_rows = _ours_rows(ours if ours is not None else [*dict.fromkeys(PEERS[n].ours for n in names), *OURS_ALWAYS])
+    budgets = {k: [int(n) for n in v] for k, v in (budgets or {}).items()}
+    rows_known = set(names) | {r[0] for r in ours_rows}
+    if any(k not in rows_known for k in budgets):
+        raise InputError(f"budgets for {', '.join(k for k in budgets if k not in rows_known)}: not run; the rows are "
+                         f"{', '.join(sorted(rows_known))}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-    if any(int(n) < 2 for n in nfes):
-        raise InputError(f"NFE budgets must be >= 2, got {list(nfes)}")
+    if any(int(n) < 2 for v in (nfes, *budgets.values()) for n in v):
+        raise InputError(f"NFE budgets must be >= 2, got {list(nfes)} {budgets}")
     ours_nfes = sorted(set(ours_nfes or [m for n in nfes for m in (max(2, n // 2), n, 2 * n)]))
     modules, missing, notes, versions = _libraries(names)
     dev = torch.device(device)
@@ -156,13 +211,14 @@ def run_peers(
         notes.append("UNTRAINED RANDOM NETWORK: the quality numbers are meaningless")
     recipes = {t: task_recipe(TASKS[t], seed=seed) for t in tasks}
     sigmas = {t: parse_request(recipes[t], f"task {t}").sigma_y for t in tasks}
-    requests: dict[tuple[str, str, int], Request] = {}
+    requests: dict[tuple[str, str, tuple[str, ...], int], Request] = {}
 
-    def ours_request(task: str, method: str, nfe: int) -> Request:
-        """Our method's request on the task at a budget: parsed once per (task, method, budget)."""
-        if (task, method, nfe) not in requests:
-            requests[(task, method, nfe)] = method_request(recipes[task], method, nfe)
-        return requests[(task, method, nfe)]
+    def ours_request(task: str, method: str, sets: tuple[str, ...], nfe: int) -> Request:
+        """Our method's request on the task at a budget: parsed once per (task, method, sets, budget)."""
+        key = (task, method, sets, nfe)
+        if key not in requests:
+            requests[key] = method_request(apply_overrides(recipes[task], list(sets)), method, nfe)
+        return requests[key]
 
     images = list_images(paths, limit)
     rows: list[dict[str, Any]] = []
@@ -201,7 +257,7 @@ def run_peers(
                 if peer.library in missing:
                     unavailable[(task, name)] = missing[peer.library]
                     continue
-                for n in nfes:
+                for n in budgets.get(name, nfes):
                     try:
                         out, seconds = timed(lambda: peer.run(modules[peer.library], counter, op, y.to(dev), sigma_y, n, s))
                     except PeerUnavailable as exc:
@@ -209,13 +265,14 @@ def run_peers(
                         log(f"{task} {name}: cannot run: {exc}")
                         break
                     record(name, peer.library, peer.ours, n, str(n), out, seconds)
-            ours = sorted({PEERS[n].ours for n in names if isinstance(op, PEERS[n].operators)})
-            ours += [m for m in OURS_ALWAYS if m not in ours]
-            for method in ours:
-                for n in ours_nfes:
-                    request = ours_request(task, method, n)
+            for row, method, sets in ours_rows:
+                if recipes[task]["operator"]["kind"] not in get_method(method).kinds:
+                    unavailable[(task, row)] = f"{method} does not solve {recipes[task]['operator']['kind']}"
+                    continue
+                for n in budgets.get(row, ours_nfes):
+                    request = ours_request(task, method, sets, n)
                     out, seconds = timed(lambda: restore(counter, request, y, mask=mask, seeds=[s]))
-                    record(f"ours-{method}", "guidedinv", "", n, str(request.steps), out, seconds)
+                    record(row, "guidedinv", "", n, str(request.steps), out, seconds)
     check = None
     if loop_check and "diffusers" in modules:
         check = _loop_check(modules["diffusers"], denoiser, crop, 20, seed)
@@ -224,6 +281,9 @@ def run_peers(
         "machine": {"platform": platform.platform(), "device": str(dev), "torch_threads": torch.get_num_threads()},
         "model": model_info, "crop": crop, "nfes": list(nfes), "ours_nfes": ours_nfes, "seed": seed, "tasks": list(tasks),
         "peers": {n: PEERS[n].about for n in names}, "images": [f"{d}/{p.name}" for d, p in images],
+        "ours": {r: OURS_VARIANTS[r][2] if r in OURS_VARIANTS else f"{m}, the registry's settings for the task"
+                 for r, m, _ in ours_rows},
+        "budgets": budgets,
     }
     return PeerResult(rows, config, notes, unavailable, check)
 
@@ -295,6 +355,12 @@ def markdown(result: PeerResult) -> str:
              "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()), "", "Conventions (converted explicitly):", ""]
     lines += [f"- {c}" for c in CONVENTIONS]
     lines += ["", "Peers:", ""] + [f"- `{n}`: {about}" for n, about in cfg["peers"].items()]
+    lines += ["", "Ours:", ""] + [f"- `{n}`: {about}" for n, about in cfg.get("ours", {}).items()]
+    lines += ["", "Findings (issue 15):", ""] + [f"- {f}" for f in FINDINGS]
+    if cfg.get("budgets"):
+        lines += ["", "Budgets: " + "; ".join(f"`{n}` at {', '.join(map(str, v))}" for n, v in cfg["budgets"].items())
+                  + f"; other peers at {', '.join(map(str, cfg['nfes']))}, other rows of ours at "
+                  f"{', '.join(map(str, cfg['ours_nfes']))}."]
     if result.notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result.notes]
     if result.unavailable:
