@@ -184,6 +184,20 @@ def test_method_defaults_live_in_the_methods_and_presets_only_differ():
             assert not repeated, f"preset {task}: methods.{name} repeats the defaults {repeated}"
 
 
+def test_each_preset_comment_lists_the_methods_of_its_task():
+    """The comment after ``method = ...`` in a shipped preset names exactly the registry's methods
+    for the task's operator (a method added to the registry shows up in the file users copy)."""
+    import re
+    from importlib.resources import files
+
+    from guidedinv.app.methods import methods_for_kind
+
+    for task in ("inpaint", "superres", "deblur", "denoise"):
+        text = (files("guidedinv.app") / "presets" / f"{task}.toml").read_text()
+        listed = re.search(r'^method = "[a-z_]+"\s+#(.*)$', text, re.M).group(1)
+        assert [n.strip() for n in listed.split("|")] == list(methods_for_kind(load_preset(task)["operator"]["kind"])), task
+
+
 def test_every_setting_default_passes_its_own_check():
     for method in METHODS.values():
         for s in method.settings:
