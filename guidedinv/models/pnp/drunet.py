@@ -17,11 +17,24 @@ from torch import nn
 
 from ...errors import ModelError
 
-__all__ = ["DRUNet", "drunet_config"]
+__all__ = ["DRUNet", "drunet_config", "unet_levels"]
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+
+
+def unet_levels(net: nn.Module, x1: torch.Tensor) -> torch.Tensor:
+    """KAIR's four-level U-Net body after the head (DRUNet, SCUNet): three strided downs, the body,
+    three transposed-conv ups with additive skips, the tail."""
+    x2 = net.m_down1(x1)
+    x3 = net.m_down2(x2)
+    x4 = net.m_down3(x3)
+    x = net.m_body(x4)
+    x = net.m_up3(x + x4)
+    x = net.m_up2(x + x3)
+    x = net.m_up1(x + x2)
+    return net.m_tail(x + x1)
 
 
 class ResBlock(nn.Module):
@@ -54,15 +67,7 @@ class DRUNet(nn.Module):
 
     def forward(self, z: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         level = sigma.to(z.dtype).view(-1, 1, 1, 1).expand(z.shape[0], 1, *z.shape[-2:])
-        x1 = self.m_head(torch.cat([z, level], 1))
-        x2 = self.m_down1(x1)
-        x3 = self.m_down2(x2)
-        x4 = self.m_down3(x3)
-        x = self.m_body(x4)
-        x = self.m_up3(x + x4)
-        x = self.m_up2(x + x3)
-        x = self.m_up1(x + x2)
-        return self.m_tail(x + x1)
+        return unet_levels(self, self.m_head(torch.cat([z, level], 1)))
 
 
 def drunet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:

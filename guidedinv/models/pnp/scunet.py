@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
+from .drunet import unet_levels
 
 __all__ = ["SCUNet", "WindowAttention", "scunet_config", "STAGES"]
 
@@ -123,15 +124,7 @@ class SCUNet(nn.Module):
         self.m_tail = nn.Sequential(nn.Conv2d(dim, channels, 3, padding=1, bias=False))
 
     def forward(self, z: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        x1 = self.m_head(z)
-        x2 = self.m_down1(x1)
-        x3 = self.m_down2(x2)
-        x4 = self.m_down3(x3)
-        x = self.m_body(x4)
-        x = self.m_up3(x + x4)
-        x = self.m_up2(x + x3)
-        x = self.m_up1(x + x2)
-        return self.m_tail(x + x1)
+        return unet_levels(self, self.m_head(z))
 
 
 def scunet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
