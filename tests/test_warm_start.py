@@ -72,6 +72,18 @@ def test_bad_warm_start_settings_are_input_errors(prior, sets, needle):
         restore(prior, superres(*sets), lows(1))
 
 
+def test_init_none_switches_a_presets_warm_start_off_with_its_level(prior):
+    """The inpaint preset starts pnp from the biharmonic fill at start_sigma 0.5; --set
+    methods.pnp.init="none" starts from pure noise, and the written recipe holds no start_sigma."""
+    from guidedinv.app.request import build_request, parse_request
+
+    warm = build_request("inpaint", sets=[])
+    cold = build_request("inpaint", sets=['methods.pnp.init="none"'])
+    assert warm.settings["init"] == "biharmonic" and warm.settings["start_sigma"] == 0.5
+    assert cold.settings["init"] == "none" and "start_sigma" not in cold.settings
+    assert "start_sigma" not in cold.recipe["methods"]["pnp"] and parse_request(cold.recipe, "resolved") == cold
+
+
 def test_ddnm_noise_rule_is_a_recipe_setting(prior):
     """methods.ddnm.noise_rule reaches the Projection term: on a noisy circular blur the two rules differ."""
     from guidedinv.app.solve import build_operator, plan_method

@@ -198,7 +198,9 @@ class GuidedMethod(Method):
 
     def check_combination(self, settings: dict[str, Any], where: str) -> None:
         init = settings.get("init")
-        if "start_sigma" in settings and init in (None, "none"):
+        if init == "none":  # the warm start switched off takes its level with it (a preset's start_sigma)
+            settings.pop("start_sigma", None)
+        elif "start_sigma" in settings and init is None:
             raise InputError(f"{where}.start_sigma needs {where}.init, a classical method to start from")
         if init not in (None, "none"):
             settings.setdefault("start_sigma", 0.5)
