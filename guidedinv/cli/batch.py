@@ -59,10 +59,12 @@ class _Bar:
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.items = self.bar.add_task(label, total=None, visible=False)
         self.steps = self.bar.add_task("steps", total=None, visible=False)
+        self.started = False
 
     def start(self, total: int) -> None:
         self.bar.update(self.items, total=total, visible=True)
         self.bar.start()
+        self.started = True
 
     def advance(self, count: int) -> None:
         self.bar.advance(self.items, count)
@@ -77,7 +79,8 @@ class _Bar:
         self.bar.console.print(f"guidedinv: note: {message}", markup=False, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
-        self.bar.stop()
+        if self.started:  # a bar never started would print an empty line before an error's one line
+            self.bar.stop()
 
 
 class _Quiet:
@@ -128,6 +131,9 @@ def batch_command(
     uncertainty: bool = typer.Option(
         False, "--uncertainty", show_default="off", help="With --samples: also write each item's per-pixel standard deviation "
         "as ID.std.png (a colour map with a scale bar)."),
+    save_samples: bool = typer.Option(
+        False, "--save-samples", show_default="off", help="With --samples: also write each item's samples as ID.sample-K.png "
+        "(K from 0; sample 0 is the one-sample result); an item counts as done only with all of them."),
 ) -> None:
     """Restore many images with one recipe into an output folder; resumable, with a JSON report.
 
@@ -186,7 +192,8 @@ def batch_command(
         result = run_batch(items, resolved, lambda: load_prior(str(resolved["model"]), device, dtype, request.tile,
                                                                flags=request.model_flags or None, flags_from="--model-flags"), out,
                            batch_size=batch_size, simulate=simulate, force=force, ranks=ranks, progress=bar,
-                           reads=[manifest] if manifest is not None else [], uncertainty=uncertainty)
+                           reads=[manifest] if manifest is not None else [], uncertainty=uncertainty,
+                           save_samples=save_samples)
     except KeyboardInterrupt:
         typer.echo("guidedinv: interrupted; finished items are kept, rerun the same command to resume", err=True)
         raise typer.Exit(130) from None

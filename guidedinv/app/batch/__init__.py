@@ -12,6 +12,7 @@ The output folder holds one PNG per item (named after the item id), ``recipe.tom
 recipe: a different recipe into the same folder is refused unless forced) and ``report.json``.
 Parts: :mod:`.items` (inputs, ids, seeds), :mod:`.runner` (grouping, restoring, resuming),
 :mod:`.measure` (one item's measurement and padding), :mod:`.folder` (the folder's recipe),
+:mod:`.names` (the files beside each output: uncertainty map, samples; their name checks),
 :mod:`.report` (records and their merge), :mod:`.metrics` (PSNR, SSIM, consistency),
 :mod:`.scaleout` (ranks under torchrun).
 """

@@ -3,7 +3,9 @@
 A record: ``id``, ``status`` (pending, done, skipped, failed), ``error`` (one line, failed only),
 ``input``, ``output`` (relative to the output folder), ``seed``, ``seconds`` (restoration time, the
 batch's wall time shared equally by its items), ``psnr`` / ``ssim`` (where a reference exists),
-``consistency`` (||A x - y|| / ||y||), ``rank`` and ``finished_at`` (Unix time).
+``consistency`` (||A x - y|| / ||y||), ``rank`` and ``finished_at`` (Unix time); with posterior
+samples, when asked for, ``uncertainty`` (the map's name) and ``mean_std`` (its mean), and
+``sample_files`` (the saved samples' names, sample 0 first), all relative to the output folder.
 
 With several processes each rank writes ``OUT/report.parts/rank-R.json`` as its items finish and
 the parts are merged into report.json: for every item of the run, the record with the latest

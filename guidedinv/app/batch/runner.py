@@ -17,8 +17,12 @@ An output counts as complete when it reads back as an image and its ``guidedinv:
 
 Posterior samples (the recipe's ``samples`` > 1): each output is the mean of the item's samples
 (:mod:`guidedinv.app.posterior`); with ``uncertainty`` the per-pixel standard deviation goes beside
-it as ``ID.std.png`` (a colour map with a scale bar, :mod:`guidedinv.io.colormap`; the same run-key,
-and an item counts as complete only with it) and the report records its name and mean.
+it as ``ID.std.png`` (a colour map with a scale bar, :mod:`guidedinv.io.colormap`) and the report
+records its name and mean; with ``save_samples`` each sample goes beside it as ``ID.sample-K.png``
+(no alpha, the output's bit depth, as ``restore --save-samples`` writes them) and the report lists
+them (``sample_files``). These files carry the output's run-key, and an item counts as complete only
+when every file asked for is there with it: asking for the map or the samples of a finished folder
+redoes its items (the output comes out the same: it depends on the item's seed only).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from .folder import RECIPE_NAME, FolderLock, canonical, claim_folder
 from .items import Item, item_seed, measurement_seed
 from .measure import Prepared, check_recipe, pad, prepare
 from .metrics import consistency, quality
+from .names import check_outputs, check_sample_flags, extra_names, sample_outputs, std_output
 from .report import PARTS_DIR, REPORT_NAME, new_record, part_paths, read_records, write_part, write_report
 from .scaleout import Ranks
 
@@ -80,8 +85,10 @@ def _message(exc: BaseException) -> str:
 
 class _Runner:
     def __init__(self, items: Sequence[Item], recipe: dict[str, Any], prior: Denoiser | Callable[[], Denoiser],
-                 out_dir: Path, batch_size: int, simulate: bool, ranks: Ranks, progress: BatchProgress, uncertainty: bool = False):
+                 out_dir: Path, batch_size: int, simulate: bool, ranks: Ranks, progress: BatchProgress, uncertainty: bool = False,
+                 save_samples: bool = False):
         self.items, self.recipe, self.out_dir, self.uncertainty = list(items), recipe, out_dir, uncertainty
+        self.saved = int(recipe.get("samples", 1)) if save_samples else 0  # samples written per item
         self.batch_size, self.simulate, self.ranks, self.progress = batch_size, simulate, ranks, progress
         self._prior, self._denoiser = prior, None
         self.records: dict[str, dict[str, Any]] = {}
@@ -106,7 +113,7 @@ class _Runner:
         return self.out_dir / item.output
 
     def complete(self, item: Item) -> bool:
-        for path in (self.output(item), *([std_output(self.out_dir, item)] if self.uncertainty else [])):
+        for path in (self.output(item), *self.extras(item)):
             if not path.is_file():
                 return False
             try:
@@ -115,6 +122,10 @@ class _Runner:
             except InputError:
                 return False
         return True
+
+    def extras(self, item: Item) -> list[Path]:
+        """The item's files besides its output: its uncertainty map and samples, when asked for."""
+        return [self.out_dir / name for name in extra_names(item, self.uncertainty, self.saved)]
 
     def prepare(self, item: Item) -> Prepared:
         return prepare(item, self.recipe, self.seed(item), self.simulate)
@@ -140,7 +151,7 @@ class _Runner:
         return scores
 
     def skip(self, item: Item, previous: dict[str, Any] | None) -> None:
-        keep = ("seconds", "psnr", "ssim", "consistency", *(("uncertainty", "mean_std") if self.uncertainty else ()))
+        keep = ("seconds", "psnr", "ssim", "consistency", *(("mean_std",) if self.uncertainty else ()))
         if previous and previous.get("run_key") == self.run_key(item) and previous.get("status") in ("done", "skipped"):
             scores = {k: previous.get(k) for k in keep}
         else:  # e.g. killed between writing the output and the report: score the file on disk
@@ -149,10 +160,19 @@ class _Runner:
                 scores = {"seconds": None, **self.evaluate(p, read_image(self.output(item)).image)}
             except Exception as exc:  # noqa: BLE001 - the output is fine; only its scores are missing
                 scores = {"seconds": None, "note": f"no scores: {_message(exc)}"}
+        scores.update(self.listed(item))  # the files this run asked for, whatever an earlier run's record says
         self.records[item.id] = new_record(item.id, "skipped", **self.base(item), **scores)
 
+    def listed(self, item: Item) -> dict[str, Any]:
+        """The report's names of the item's extra files (its map's mean is known only from a record)."""
+        names: dict[str, Any] = {"uncertainty": std_output(Path(), item).as_posix()} if self.uncertainty else {}
+        if self.saved:
+            names["sample_files"] = [path.as_posix() for path in sample_outputs(Path(), item, self.saved)]
+        return names
+
     # ---- restoring
-    def finish(self, p: Prepared, x: torch.Tensor, seconds: float, std: torch.Tensor | None = None) -> None:
+    def finish(self, p: Prepared, x: torch.Tensor, seconds: float, std: torch.Tensor | None = None,
+               samples: torch.Tensor | None = None) -> None:
         x = p.crop.scaled(p.factor)(x).detach().float().cpu()
         alpha = p.alpha
         if alpha is not None and alpha.shape[-2:] != x.shape[-2:]:
@@ -161,13 +181,18 @@ class _Runner:
                 "guidedinv:method": p.recipe["method"], "guidedinv:steps": str(p.request.steps or 0),
                 "guidedinv:seed": str(p.seed), "guidedinv:recipe": dump_toml(p.request.recipe), "guidedinv:item": p.item.id,
                 "guidedinv:run-key": self.run_key(p.item)}
-        extra: dict[str, Any] = {}
+        extra = self.listed(p.item)  # the map and samples are written before the output
         if std is not None:  # (H, W) on the padded grid
             from ...io.colormap import write_colour_map
 
             std = p.crop.scaled(p.factor)(std).detach().double().cpu()
-            path = write_colour_map(std_output(self.out_dir, p.item), std, {**meta, "guidedinv:samples": str(p.request.samples)})
-            extra = {"uncertainty": path.relative_to(self.out_dir).as_posix(), "mean_std": round(float(std.mean()), 6)}
+            write_colour_map(std_output(self.out_dir, p.item), std, {**meta, "guidedinv:samples": str(p.request.samples)})
+            extra["mean_std"] = round(float(std.mean()), 6)
+        if samples is not None:  # (N, C, H, W) on the padded grid
+            samples = p.crop.scaled(p.factor)(samples).detach().float().cpu()
+            for k, (path, sample) in enumerate(zip(sample_outputs(self.out_dir, p.item, self.saved), samples, strict=True)):
+                write_image(path, sample.clamp(0, 1), metadata={**meta, "guidedinv:samples": str(p.request.samples),
+                                                                 "guidedinv:sample": str(k)}, bit_depth=p.bit_depth)
         write_image(self.output(p.item), x, alpha=alpha, metadata=meta, bit_depth=p.bit_depth)
         self.records[p.item.id] = new_record(p.item.id, "done", **self.base(p.item), seconds=round(seconds, 4),
                                              **self.evaluate(p, x), **extra)
@@ -177,8 +202,8 @@ class _Runner:
         start = time.perf_counter()
         masks = None if group[0].mask_pad is None else torch.stack([p.mask_pad for p in group])
         try:
-            x = restore(denoiser, group[0].request, torch.cat([p.y_pad for p in group]), mask=masks,
-                        seeds=[p.seed for p in group], callback=lambda info: self.progress.step(info.index, info.num_steps))
+            x = restore(denoiser, group[0].request, torch.cat([p.y_pad for p in group]), mask=masks, seeds=[p.seed for p in group],
+                        callback=lambda info: self.progress.step(info.index, info.num_steps), keep_samples=self.saved > 0)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop the batch
             if len(group) > 1:  # find the culprit: the others still succeed on their own
                 for p in group:
@@ -190,10 +215,11 @@ class _Runner:
             return
         seconds = (time.perf_counter() - start) / len(group)
         std = x.uncertainty() if isinstance(x, Posterior) and self.uncertainty else None
+        kept = x.samples if isinstance(x, Posterior) and self.saved else None
         x = x.mean if isinstance(x, Posterior) else x
         for i, p in enumerate(group):
             try:
-                self.finish(p, x[i], seconds, None if std is None else std[i])
+                self.finish(p, x[i], seconds, None if std is None else std[i], None if kept is None else kept[i])
             except Exception as exc:  # noqa: BLE001
                 self.fail(p.item, exc)
         self.progress.advance(len(group))
@@ -233,7 +259,7 @@ class _Runner:
 
     def clean_temporaries(self, mine: list[Item]) -> None:
         """Remove the temporary files a killed run of this rank left beside its own outputs."""
-        names = [self.output(i) for i in mine]
+        names = [path for i in mine for path in (self.output(i), *self.extras(i))]
         names.append(self.out_dir / PARTS_DIR / f"rank-{self.ranks.rank:05d}.json")
         if self.ranks.world == 1:
             names.append(self.out_dir / REPORT_NAME)
@@ -278,35 +304,6 @@ class _Runner:
         return counts[0], counts[1], counts[2]
 
 
-def std_output(out_dir: Path, item: Item) -> Path:
-    """Where an item's uncertainty map goes: its output's name with .std.png (a/b.png -> a/b.std.png)."""
-    return out_dir / Path(item.output).with_suffix(".std.png")
-
-
-def _check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path], uncertainty: bool = False) -> None:
-    """Inputs are never outputs, whatever their path: no item's output (nor the folder's report and
-    recipe) may be a file any item reads (its input, mask, reference) or a file named in ``reads``."""
-    from ..outputs import Read, Write, check_disjoint
-
-    readers = [Read("the manifest", Path(p)) for p in reads]
-    for i in items:
-        readers += [Read(f"the input of item {i.id}", i.input)]
-        readers += [Read(f"the mask of item {i.id}", i.mask)] if i.mask is not None else []
-        readers += [Read(f"the reference of item {i.id}", i.reference)] if i.reference is not None else []
-    writers = [Write(f"the output of item {i.id}", out_dir / i.output) for i in items]
-    writers += [Write("the report", out_dir / REPORT_NAME), Write("the folder's recipe", out_dir / RECIPE_NAME)]
-    if uncertainty:
-        outputs = {i.output.lower(): i.id for i in items}
-        for i in items:
-            name = std_output(Path(), i).as_posix()
-            if name.lower() in outputs:
-                raise InputError(f"the uncertainty map of item {i.id} would be {name}, the output of item {outputs[name.lower()]}; "
-                                 "give distinct output names in a manifest")
-        maps = [Write(f"the uncertainty map of item {i.id}", std_output(out_dir, i)) for i in items]
-        check_disjoint([*readers, *(Read(w.label, w.path) for w in writers)], maps, "give another --out folder")
-    check_disjoint(readers, writers, "give another --out folder or other output names")
-
-
 def run_batch(
     items: Sequence[Item],
     recipe: dict[str, Any],
@@ -320,6 +317,7 @@ def run_batch(
     progress: BatchProgress | None = None,
     reads: Sequence[Path] = (),
     uncertainty: bool = False,
+    save_samples: bool = False,
 ) -> BatchResult:
     """Restore ``items`` (sorted by id) with ``recipe`` into ``out_dir``; see the module docstring.
 
@@ -328,9 +326,10 @@ def run_batch(
     images; the measurement is simulated with the recipe's operator and noise (seeded per item) and
     the clean image is the reference. force: accept a folder made with a different recipe.
     ranks: this process's share (default: a single process). uncertainty: with the recipe's samples
-    > 1, also write each item's per-pixel standard deviation map (module docstring). Raises InputError for a folder made
-    with another recipe, a bad recipe, or a folder another batch is working in (locked for the whole
-    run); item problems are recorded in the report instead.
+    > 1, also write each item's per-pixel standard deviation map; save_samples: its samples too (module
+    docstring). Raises InputError for a folder made with another recipe, a bad recipe, either of these
+    with fewer than 2 samples, an output name that clashes (:mod:`.names`), or a folder another batch
+    is working in (locked for the whole run); item problems are recorded in the report instead.
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
@@ -339,10 +338,9 @@ def run_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder")
     checked = check_recipe(recipe)
-    if uncertainty and checked.samples < 2:
-        raise InputError("--uncertainty needs --samples N with N >= 2 (the spread of one sample is unknown)")
+    check_sample_flags(checked.samples, uncertainty, save_samples)
     recipe = {**checked.recipe, "batch": {"simulate": bool(simulate)}}  # resolved: every setting written
-    _check_outputs(items, out_dir, reads, uncertainty)
+    check_outputs(items, out_dir, reads, uncertainty, checked.samples if save_samples else 0)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -351,7 +349,7 @@ def run_batch(
     lock = FolderLock(out_dir, ranks.rank, ranks.world, ranks.grouped, agree=ranks.total, note=progress.note)
     with lock:
         claim_folder(out_dir, recipe, force, writer=False)  # refuse another recipe's folder before any work
-        runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress, uncertainty)
+        runner = _Runner(items, recipe, prior, out_dir, batch_size, simulate, ranks, progress, uncertainty, save_samples)
         try:
             done, skipped, failed = runner.run(lambda: claim_folder(out_dir, recipe, force, writer=ranks.rank == 0))
         except BaseException:
