@@ -33,6 +33,7 @@ def work(tmp_path_factory) -> Path:
     for name in ("in/a.png", "in/sub/c.png"):
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(d / name)
+    Image.fromarray(rng.integers(0, 65536, (10, 12), dtype=np.uint16)).save(d / "in" / "g16.png")  # grey, 16 bits
     return d
 
 
@@ -58,20 +59,23 @@ def test_samples_are_saved_beside_each_mean_listed_and_resumed(work, monkeypatch
     n = 3
     code, out, err = batch(monkeypatch, capsys, work, "in", "-o", "out", "--samples", str(n), "--save-samples", "--uncertainty")
     assert code == 0, err
-    assert "2 restored, 0 already done, 0 failed of 2 items" in out
+    assert "3 restored, 0 already done, 0 failed of 3 items" in out
     folder = work / "out"
     recs = records(folder)
-    for item_id, stem in (("a.png", "a"), ("sub/c.png", "sub/c")):
+    for item_id, stem, shape, levels in (("a.png", "a", (20, 24, 3), 255), ("sub/c.png", "sub/c", (20, 24, 3), 255),
+                                         ("g16.png", "g16", (20, 24), 65535)):
         rec = recs[item_id]
         names = [f"{stem}.sample-{k}.png" for k in range(n)]
         assert rec["status"] == "done" and rec["sample_files"] == names and rec["uncertainty"] == f"{stem}.std.png"
         assert not (folder / f"{stem}.sample-{n}.png").exists()
         mean, samples = pixels(folder / rec["output"]), np.stack([pixels(folder / name) for name in names])
-        assert mean.shape == samples.shape[1:] == (20, 24, 3)
-        assert samples.std(0).max() > 10  # the samples differ: the mean below is not one image written n times
+        assert mean.shape == samples.shape[1:] == shape  # the output's channels and bit depth, as restore writes them
+        assert samples.std(0).max() > levels / 25  # the samples differ: the mean below is not one image written n times
         # The mean is taken of the float samples and then rounded to 8 bits (off by at most 1/2 level), each
-        # saved sample is rounded too (its mean is off by at most 1/2 level): at most 1 level apart, 1/255.
+        # saved sample is rounded too (its mean is off by at most 1/2 level): at most 1 level apart, 1/255
+        # (1/65535 for a 16-bit input).
         assert np.abs(n * mean - samples.sum(0)).max() <= n
+        assert read_image(folder / names[0]).bit_depth == read_image(folder / rec["output"]).bit_depth == (8 if levels == 255 else 16)
         meta = read_image(folder / names[1]).metadata
         assert meta["guidedinv:sample"] == "1" and meta["guidedinv:samples"] == str(n) and meta["guidedinv:item"] == item_id
     # sample 0 is the one-sample result: the same batch without --samples writes it as the output
@@ -84,7 +88,7 @@ def test_samples_are_saved_beside_each_mean_listed_and_resumed(work, monkeypatch
     (folder / "sub" / "c.sample-2.png").unlink()
     code, out, err = batch(monkeypatch, capsys, work, "in", "-o", "out", "--samples", str(n), "--save-samples", "--uncertainty")
     assert code == 0, err
-    assert "1 restored, 1 already done, 0 failed of 2 items" in out
+    assert "1 restored, 2 already done, 0 failed of 3 items" in out
     assert {p: p.read_bytes() for p in folder.rglob("*.png")} == before
     recs = records(folder)
     assert recs["a.png"]["status"] == "skipped" and recs["sub/c.png"]["status"] == "done"
