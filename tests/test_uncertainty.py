@@ -133,10 +133,12 @@ def test_a_list_of_images_gives_one_posterior_each(tiny):
 
 
 def test_the_registry_says_which_methods_spread():
-    spread = {name for name, m in METHODS.items() if m.stochastic(m.defaults())}
-    assert {"diffpir", "ddnm", "repaint", "dps"} <= spread
-    assert "pnp" not in spread and not spread & {n for n, m in METHODS.items() if not m.uses_network}
-    assert not get_method("diffpir").stochastic({**get_method("diffpir").defaults(), "rule": "pnp"})
+    spread = {name for name, m in METHODS.items() if m.is_stochastic(m.defaults())}
+    assert spread == {"diffpir", "ddnm", "repaint", "dps", "pigdm", "ddrm", "daps", "sdedit"}
+    assert spread == {name for name, m in METHODS.items() if m.stochastic}
+    assert all("stochastic" in vars(type(m)) for m in METHODS.values() if m.uses_network)  # each declares it
+    assert not get_method("diffpir").is_stochastic({**get_method("diffpir").defaults(), "rule": "pnp"})
+    assert get_method("pigdm").is_stochastic({**get_method("pigdm").defaults(), "eta": 0.0})  # x_T's spread
 
 
 @pytest.mark.parametrize("sets, needle", [

@@ -391,10 +391,10 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
 
 
 def check_samples(value: Any, method: str, settings: Mapping[str, Any], kind: str) -> int:
-    """Posterior samples per image, 1..MAX_SAMPLES; > 1 only for a method that samples (Method.stochastic)."""
+    """Posterior samples per image, 1..MAX_SAMPLES; > 1 only for a method that samples (Method.is_stochastic)."""
     n = Setting("samples", "int", 1, "", low=1, high=MAX_SAMPLES).check(value, "samples")
-    if n > 1 and not get_method(method).stochastic(settings):
-        usable = ", ".join(m for m in methods_for_kind(kind) if get_method(m).stochastic(get_method(m).defaults()))
+    if n > 1 and not get_method(method).is_stochastic(settings):
+        usable = ", ".join(m for m in methods_for_kind(kind) if get_method(m).is_stochastic(get_method(m).defaults()))
         raise InputError(f"samples = {n}: method {method} is deterministic (no posterior spread); use a sampling method: {usable}")
     return n
 

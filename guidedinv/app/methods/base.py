@@ -135,6 +135,10 @@ class Method:
     kinds: tuple[str, ...] = ()  # operator kinds it solves: inpaint, downsample, blur, identity
     settings: tuple[Setting, ...] = ()
     uses_network: bool = True
+    # a sampler of the posterior: a run draws a sample whose spread over seeds is a posterior's (then
+    # ``--samples N`` maps the uncertainty) rather than one estimate the seed barely touches; each
+    # guided method declares it, a classical one never samples. Read it through :meth:`is_stochastic`.
+    stochastic: bool = False
 
     def setting(self, name: str) -> Setting | None:
         return next((s for s in self.settings if s.name == name), None)
@@ -168,11 +172,15 @@ class Method:
     def cost(self, settings: Mapping[str, Any]) -> Cost:
         return Cost(0, 0)
 
-    def stochastic(self, settings: Mapping[str, Any]) -> bool:
-        """Whether a run with these settings draws a sample whose spread over seeds is a posterior's
-        (``--samples N`` then maps the uncertainty), rather than one estimate the seed barely
-        touches. Default False: a method that samples must say so (see :class:`GuidedMethod`)."""
-        return False
+    def is_stochastic(self, settings: Mapping[str, Any]) -> bool:
+        """Whether a run with these settings samples the posterior: the method's ``stochastic``, but
+        for the one setting that changes it, the step rule ``settings["rule"]``. Every rule but "pnp"
+        keeps the spread of its start (x_T ~ N(0, I), or the warm start's noise) and, but for ddim
+        with eta = 0 and dpm++2m, adds fresh noise per step; the deterministic rules still draw
+        samples, the probability-flow ODE maps x_T's spread onto the posterior's (exact on the
+        Gaussian tests). The "pnp" rule forgets x_t (x' = sqrt(a') x0), so every seed gives one
+        estimate. No other setting matters (eta = 0 included: x_T's spread remains)."""
+        return self.stochastic and settings.get("rule") != "pnp"
 
 
 class GuidedMethod(Method):
@@ -232,16 +240,6 @@ class GuidedMethod(Method):
     def steps_for_budget(self, settings: Mapping[str, Any], nfe: int) -> str:
         """The steps string of the same grid kind whose run makes ``nfe`` network forward calls."""
         return self.grid(settings).with_count(nfe).text
-
-    def stochastic(self, settings: Mapping[str, Any]) -> bool:
-        """Decided by the step rule in ``settings["rule"]``: every rule but "pnp" keeps the spread of
-        its start (x_T ~ N(0, I), or the warm start's noise) and, but for ddim with eta = 0 and
-        dpm++2m, adds fresh noise per step. The deterministic rules still draw samples: the
-        probability-flow ODE maps x_T's spread onto the posterior's (exact on the Gaussian tests).
-        The "pnp" rule forgets x_t (x' = sqrt(a') x0), so every seed gives one estimate. A method
-        with no "rule" setting is deterministic unless it overrides this (pnp relies on that)."""
-        rule = settings.get("rule")
-        return rule is not None and rule != "pnp"
 
     @staticmethod
     def rule(settings: Mapping[str, Any], options: Sequence[str] = ()) -> Any:

@@ -27,6 +27,7 @@ class DAPS(GuidedMethod):
     summary = ("DAPS: per noise level an ODE estimate of x0, an exact posterior draw around it, fresh noise; "
                "a posterior sample, ode_steps calls per level")
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = True  # fresh noise at every level and a posterior draw (exact on the Gaussian tests)
     settings = (
         Setting("ode_steps", "int", 1, "network calls of the ODE from each level down to clean", low=1, high=100),
         Setting("ode", "str", "ddim", "the ODE's solver", choices=("ddim", "dpm++2m")),
@@ -46,10 +47,6 @@ class DAPS(GuidedMethod):
         if settings["inner"] == "langevin" and sigma_y == 0 and settings["scale"] > 0:
             raise InputError(f"{where}.inner = \"langevin\" needs noise.sigma_y > 0 (its step has 1 / sigma_y^2); "
                              "use inner = \"exact\" for noiseless measurements")
-
-    def stochastic(self, settings: Mapping[str, Any]) -> bool:
-        """A sampler: fresh noise at every level and a posterior draw (exact on the Gaussian tests)."""
-        return True
 
     def annealing(self, settings: Mapping[str, Any]) -> Any:
         from ...daps import Annealing

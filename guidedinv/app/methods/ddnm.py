@@ -24,6 +24,7 @@ class DDNM(GuidedMethod):
     name = "ddnm"
     summary = "null-space projection (DDNM; DDNM+ / DDRM's step with noise): exact consistency with the measurement"
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = True  # unless run with rule = "pnp" (Method.is_stochastic)
     settings = (
         Setting("rule", "str", "ddim", "step rule (with noise.sigma_y > 0 only ddim: the noisy step is DDIM(eta)'s)",
                 choices=RULE_NAMES),

@@ -5,9 +5,6 @@ fresh, the same on every step; ddnm's eta is DDIM's, whose fraction changes per 
 an exact SVD only: inpainting, downsampling, the circular (padded) blur, denoising. No gradients."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from .base import GuidedMethod, Plan, PlanInput, Setting
 
 
@@ -15,15 +12,13 @@ class DDRM(GuidedMethod):
     name = "ddrm"
     summary = "DDRM: per-singular-value blend toward the measurement (eta, eta_b as in the paper); exact-SVD operators"
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = True  # fresh noise on every step but the last (eta = 0: still x_T's spread)
     settings = (
         Setting("eta", "float", 0.85, "fraction of the next level's noise drawn fresh (DDRM's eta)", low=0.0, high=1.0),
         Setting("eta_b", "float", 1.0, "weight of the measurement where its noise is below the level (DDRM's eta_b)",
                 low=0.0, high=1.0),
         *GuidedMethod.common("20"),
     )
-
-    def stochastic(self, settings: Mapping[str, Any]) -> bool:
-        return True  # fresh noise on every step but the last (eta = 0: still x_T's spread)
 
     def plan(self, given: PlanInput) -> Plan:
         from ...ddrm_step import DDRMStep

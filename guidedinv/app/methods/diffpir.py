@@ -10,6 +10,7 @@ class DiffPIR(GuidedMethod):
     name = "diffpir"
     summary = "DiffPIR: the same data step inside a sampler that re-noises (zeta); a sample with generated detail"
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = True  # unless run with rule = "pnp" (Method.is_stochastic)
     settings = (
         Setting("rule", "str", "renoise", "step rule", choices=RULE_NAMES),
         Setting("zeta", "float", 0.3, "renoise rule: fraction of fresh noise per step", low=0.0, high=1.0),

@@ -15,6 +15,7 @@ class DPS(GuidedMethod):
     name = "dps"
     summary = "DPS: gradient of the measurement error through the network; any operator, a backward pass per step"
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = True  # unless run with rule = "pnp" (Method.is_stochastic)
     backward_per_step = 1
     settings = (
         Setting("rule", "str", "ddpm", "step rule", choices=RULE_NAMES),

@@ -24,6 +24,7 @@ class PlugAndPlay(GuidedMethod):
     name = "pnp"
     summary = "plug-and-play (DPIR-style): denoise, then DiffPIR's proximal data step, no sampling noise; best PSNR"
     kinds = ("inpaint", "downsample", "blur", "identity")
+    stochastic = False  # its pnp rule forgets x_t: every seed gives one estimate
     settings = (*PROXIMAL, *GuidedMethod.common("logsnr20"))
 
     def plan(self, given: PlanInput) -> Plan:

@@ -13,6 +13,7 @@ class RePaint(GuidedMethod):
     name = "repaint"
     summary = "RePaint: replace the known pixels at every step, with resampling jumps (inpainting only)"
     kinds = ("inpaint",)
+    stochastic = True  # unless run with rule = "pnp" (Method.is_stochastic)
     settings = (
         Setting("rule", "str", "ddpm", "step rule", choices=RULE_NAMES),
         Setting("eta", "float", 0.0, "ddim rule: DDIM's eta", low=0.0, high=1e3),

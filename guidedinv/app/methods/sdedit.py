@@ -29,6 +29,7 @@ class SDEdit(GuidedMethod):
     name = "sdedit"
     summary = "SDEdit: noise the input to --strength and sample back (with a mask: edit inside only; ILVR, class guidance)"
     kinds = ("edit",)
+    stochastic = True  # from the noised input, unless run with rule = "pnp" (Method.is_stochastic)
     settings = (
         Setting("strength", "float", 0.5, "where the input is noised: fraction of the timestep range (0: the input, "
                 "1: pure noise)", low=0.0, high=1.0),
