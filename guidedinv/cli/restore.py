@@ -242,6 +242,20 @@ def progress_bar(quiet: bool):
     return bar, bar.add_task("steps", total=0)
 
 
+def run_with_bar(job: Any, denoiser: Any, classifier: Any, quiet: bool) -> Any:
+    """:func:`guidedinv.app.job.run_job` with the progress bar (none when quiet)."""
+    from ..app.job import run_job
+
+    bar, task_id = progress_bar(quiet)
+    if bar is None:
+        return run_job(job, denoiser, classifier)
+    bar.start()
+    try:
+        return run_job(job, denoiser, classifier, lambda info: bar.update(task_id, total=info.num_steps, completed=info.index + 1))
+    finally:
+        bar.stop()
+
+
 def restore_file(task: str, **o: Any) -> Path:
     """Run one restoration command; returns the output path. Raises GuidedinvError on bad input."""
     from ..app.outputs import check_paths
@@ -256,82 +270,13 @@ def restore_file(task: str, **o: Any) -> Path:
         others = [Read(w.label, w.path) for w in writes[: len(writes) - len(many)]]
         check_disjoint([*reads, *others], many, "choose another --out name")
 
-    import torch
+    from ..app.job import JobOutputs, load_models, prepare_job, write_job_outputs
 
-    from .. import defaults
-    from ..app.measure import check_kernel_size, default_mask, simulate_measurement
-    from ..app.recipes import dump_toml
-    from ..app.solve import restore
-    from ..io import check_mask, read_image, read_mask
-    from .images import compare_label, labelled_strip, write_gif, write_result
-
-    data = read_image(o["image"])
-    image = data.image[None]
-    check_kernel_size(request, data.size)
-    mask = None
-    if task == "inpaint":
-        hw = data.size
-        mask = read_mask(o["mask_file"], hw) if o.get("mask_file") is not None else default_mask(request, hw)
-        check_mask(mask, o.get("mask_file") or request.operator.mask)
-    if o["simulate"]:
-        m = simulate_measurement(request, image, mask)
-        y, mask, shown_input = m.y, m.mask, m.clean[0]
-    else:
-        y, shown_input = image.clamp(0, 1), data.image
-        if task == "superres" and request.operator.factor > min(image.shape[-2:]) * 64:
-            raise InputError(f"--scale {request.operator.factor} is far too large for a {image.shape[-1]}x{image.shape[-2]} image")
-
-    denoiser = classifier = None
-    if request.uses_network:  # refuse up front what cannot fit, saying what would
-        from ..app.methods import get_method
-        from ..memory import parse_memory, set_memory_budget
-        from ..memory_estimate import check_memory, estimate_memory
-
-        if o["memory"] is not None:
-            set_memory_budget(parse_memory(o["memory"], "--memory"))
-        gradient = get_method(request.method).cost(request.settings).backward > 0
-        factor = request.operator.factor
-        check_memory(estimate_memory(image.shape[-2] * factor, image.shape[-1] * factor, gradient=gradient), what="--out")
-        denoiser = defaults.load_prior(request.model, o["device"], o["dtype"], request.tile, flags=request.model_flags or None,
-                                       flags_from="--model-flags")
-        if request.guidance is not None and request.guidance.classifier:
-            from ..models import load_classifier
-
-            classifier = load_classifier(defaults.resolve_model(request.guidance.classifier),
-                                         device=next(denoiser.parameters()).device)
-    frames: list[torch.Tensor] = []
-    bar, task_id = progress_bar(o["quiet"])
-
-    def callback(info) -> None:
-        if bar is not None:
-            bar.update(task_id, total=info.num_steps, completed=info.index + 1)
-        if o["trajectory"] is not None:
-            frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
-
-    if bar is not None:
-        bar.start()
-    try:
-        x = restore(denoiser, request, y, mask=mask, seeds=[request.seed], callback=callback, classifier=classifier,
-                    keep_samples=o.get("save_samples", False))
-        post, x = (x, x.mean[0].cpu()) if request.samples > 1 else (None, x[0].cpu())
-    finally:
-        if bar is not None:
-            bar.stop()
-
-    written = write_result(out, x, data, request, dump_toml(request.recipe))
-    if post is not None:
-        from .images import write_posterior
-
-        written += write_posterior(post, data, request, o.get("uncertainty"), [w.path for w in writes if w.label.startswith("--save-")])
-    if o["compare"] is not None:
-        from ..io import write_image
-
-        panels = [("input", shown_input), ("measurement", y[0].clamp(0, 1)), (compare_label(request), x)]
-        write_image(o["compare"], labelled_strip(panels, upscale_small=task == "superres"))
-        written.append(Path(o["compare"]))
-    if o["trajectory"] is not None and frames:
-        write_gif(o["trajectory"], frames)
-        written.append(Path(o["trajectory"]))
+    outputs = JobOutputs(out, compare=o["compare"], trajectory=o["trajectory"], uncertainty=o.get("uncertainty"),
+                         samples=[w.path for w in writes if w.label.startswith("--save-samples")])
+    job = prepare_job(request, o["image"], o.get("mask_file"), simulate=o["simulate"], memory=o["memory"], outputs=outputs)
+    denoiser, classifier = load_models(request, o["device"], o["dtype"])
+    written = write_job_outputs(job, run_with_bar(job, denoiser, classifier, o["quiet"]))
     if not o["quiet"]:
         steps = f"{request.steps} steps" if request.steps else "no network"
         steps += f", mean of {request.samples} samples" if request.samples > 1 else ""
