@@ -11,15 +11,17 @@ from ..app.methods.sdedit import SDEdit
 from ..app.outputs import Read, Write, check_paths
 from ..app.request import Request, build_request
 from ..errors import InputError
-from .restore import check_device_dtype, progress_bar, toml_string
+from .restore import check_device_dtype, run_with_bar, toml_string
 
-__all__ = ["edit_command", "invert_command"]
+__all__ = ["edit_command", "invert_command", "make_edit_request"]
 
 _DEFAULTS = SDEdit().defaults()
 EDIT_GUIDANCE_SCALE = 3.0  # chosen on the toy translation table (guidedinv/weights/TOY_CARD.md)
 
 
-def _request(o: dict[str, Any]) -> Request:
+def make_edit_request(o: dict[str, Any]) -> Request:
+    """The edit command's options (a dict by their parameter names) as one checked Request; a bad
+    one is an InputError naming its flag, before anything is read or loaded."""
     pairs: list[tuple[str, str]] = []
 
     def add(flag: str, value: Any, assignment: str) -> None:
@@ -116,7 +118,7 @@ def edit_command(
         guidedinv edit noise.png --reference face.png --ilvr 8 --strength 1
     """
     o = dict(locals())
-    request = _request(o)
+    request = make_edit_request(o)
     out = out or Path(f"{Path(image).stem}.edit.png")
     reads = [Read("IMAGE", Path(image))]
     for label, value in (("--mask", request.operator.mask), ("--reference", request.operator.reference),
@@ -128,60 +130,14 @@ def edit_command(
     writes += [Write("--trajectory", trajectory, (".gif",))] if trajectory is not None else []
     check_paths(reads, writes)
 
-    import torch
+    from ..app.job import JobOutputs, load_models, prepare_job, write_job_outputs
 
-    from .. import defaults
-    from ..app import restore
-    from ..app.edit import edit_weights
-    from ..app.recipes import dump_toml
-    from ..io import read_image, write_image
-    from .images import compare_label, labelled_strip, write_gif, write_result
-
-    data = read_image(image)
-    weights = edit_weights(request.operator.mask, data.size, request.seed) if request.operator.mask else None
-    latent = None
-    if from_latent is not None:
-        from ..app.latent import read_latent
-
-        latent = read_latent(from_latent, data.size)
-    denoiser = defaults.load_prior(request.model, device, dtype, request.tile, flags=request.model_flags or None,
-                                   flags_from="--model-flags")
-    clf = None
-    if request.guidance is not None and request.guidance.classifier:
-        from ..models import load_classifier
-
-        clf = load_classifier(defaults.resolve_model(request.guidance.classifier), device=next(denoiser.parameters()).device)
-    frames: list[torch.Tensor] = []
-    bar, task_id = progress_bar(quiet)
-
-    def callback(info) -> None:
-        if bar is not None:
-            bar.update(task_id, total=info.num_steps, completed=info.index + 1)
-        if trajectory is not None:
-            frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
-
-    if bar is not None:
-        bar.start()
-    try:
-        if latent is not None:
-            from ..app.latent import decode_latent
-
-            x = decode_latent(denoiser, request, latent, classifier=clf, callback=callback)[0].cpu()
-        else:
-            x = restore(denoiser, request, data.image[None], mask=weights, seeds=[request.seed], callback=callback,
-                        classifier=clf)[0].cpu()
-    finally:
-        if bar is not None:
-            bar.stop()
-    written = write_result(out, x, data, request, dump_toml(request.recipe))
-    if compare is not None:
-        write_image(compare, labelled_strip([("input", data.image), (compare_label(request), x)]))
-        written.append(compare)
-    if trajectory is not None and frames:
-        write_gif(trajectory, frames)
-        written.append(trajectory)
+    outputs = JobOutputs(out, compare=compare, measurement_panel=False, trajectory=trajectory)
+    job = prepare_job(request, image, latent=from_latent, outputs=outputs)
+    denoiser, clf = load_models(request, device, dtype)
+    written = write_job_outputs(job, run_with_bar(job, denoiser, clf, quiet))
     if not quiet:
-        calls = "no network" if request.settings["strength"] == 0 and latent is None else f"{request.steps} steps"
+        calls = "no network" if request.settings["strength"] == 0 and job.latent is None else f"{request.steps} steps"
         typer.echo(f"wrote {', '.join(str(p) for p in written)} (sdedit, strength {request.settings['strength']}, {calls}, "
                    f"seed {request.seed})")
 

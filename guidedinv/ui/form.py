@@ -1,6 +1,7 @@
 """A submitted form -> a checked job: the uploads saved in the job's own folder, the request built by
 the command line's own builders (so the same checks and the same one-line messages), the image and
-mask read and checked as the commands read them, all before any model loads.
+mask read and checked by the commands' own :func:`guidedinv.app.job.prepare_job`, all before any model
+loads.
 
 The page posts JSON (``static/app.js``)::
 
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..app.job import JobOutputs, PreparedJob
 from ..errors import InputError
 
-__all__ = ["UI_TASKS", "Prepared", "page_config", "prepare", "display"]
+__all__ = ["UI_TASKS", "FILES", "Prepared", "page_config", "prepare", "display"]
 
 UI_TASKS = ("inpaint", "edit", "superres", "deblur", "denoise")
 _TEXT = ("method", "steps", "mode", "kernel", "mask_spec")
@@ -31,18 +33,30 @@ _FLAGS = {"mask_spec": "--mask", "kernel_size": "--kernel-size", "sigma_y": "--s
 _KERNEL_SUFFIXES = (".npy", ".npz", ".png", ".tif", ".tiff", ".bmp")
 
 
+FILES = {"result": "result.png", "recipe": "result.recipe.toml", "mask": "result.mask.png", "compare": "compare.png",
+         "trajectory": "trajectory.gif", "uncertainty": "uncertainty.png"}
+
+
 @dataclass
 class Prepared:
-    """A checked job: what the worker needs to run it (tensors in [0, 1], the request, the names)."""
+    """A checked job (:class:`guidedinv.app.job.PreparedJob`, its outputs planned in the job's folder)
+    and what the page adds: the uploads' names."""
 
-    task: str
-    request: Any
-    data: Any  # the input's ImageData (channels, alpha and bit depth kept in the result)
-    y: Any  # (1, C, h, w) measurement in [0, 1]
-    mask: Any = None  # inpainting: bool (h, w), True = fill; editing: float edit weights (h, w)
-    trajectory: bool = False
+    job: Any  # guidedinv.app.job.PreparedJob
     mask_name: str | None = None  # the uploaded or painted mask's file name (a generated mask: None)
     names: dict[str, str] = field(default_factory=dict)  # saved path -> the uploaded file's name
+
+    @property
+    def task(self) -> str:
+        return self.job.task
+
+    @property
+    def request(self) -> Any:
+        return self.job.request
+
+    @property
+    def data(self) -> Any:  # the input's ImageData
+        return self.job.data
 
 
 def display(message: str, folder: Path, names: dict[str, str]) -> str:
@@ -139,23 +153,22 @@ def prepare(payload: Any, folder: Path, model: str | None, device: str) -> Prepa
     mask_file = _save(payload.get("mask"), "mask", folder, "mask", IMAGE_SUFFIXES, ".png", names)
     kernel_file = _save(payload.get("kernel"), "kernel", folder, "kernel", _KERNEL_SUFFIXES, ".npy", names)
     o["trajectory"] = True if payload.get("trajectory") else None
+    outputs = JobOutputs(folder / FILES["result"], compare=folder / FILES["compare"], measurement_panel=False,
+                         trajectory=folder / FILES["trajectory"] if payload.get("trajectory") else None,
+                         uncertainty=folder / FILES["uncertainty"], mask=folder / FILES["mask"])
     try:
-        prepared = _prepare(task, o, image, mask_file, kernel_file, model, device)
+        job = _prepare(task, o, image, mask_file, kernel_file, model, device, outputs)
     except InputError as exc:
         raise InputError(display(str(exc), folder, names)) from None
-    prepared.trajectory = bool(payload.get("trajectory"))
-    prepared.names = names
-    prepared.mask_name = names.get(str(mask_file)) if mask_file is not None else None
-    return prepared
+    return Prepared(job, names.get(str(mask_file)) if mask_file is not None else None, names)
 
 
 def _prepare(task: str, o: dict[str, Any], image: Path, mask_file: Path | None, kernel_file: Path | None,
-             model: str | None, device: str) -> Prepared:
-    from ..app.measure import check_kernel_size, default_mask
-    from ..io import check_mask, read_image, read_mask
+             model: str | None, device: str, outputs: JobOutputs) -> PreparedJob:
+    from ..app.job import prepare_job
 
     if task == "edit":
-        return _prepare_edit(o, image, mask_file, model, device)
+        return prepare_job(_edit_request(o, mask_file, model, device), image, outputs=outputs, result_name="the result")
     from ..cli.restore import make_request
 
     if kernel_file is not None:
@@ -171,24 +184,11 @@ def _prepare(task: str, o: dict[str, Any], image: Path, mask_file: Path | None, 
                "scale": o.get("scale"), "mode": o.get("mode"), "kernel": o.get("kernel"), "kernel_size": o.get("kernel_size"),
                "sigma": o.get("sigma"), "mask": o.get("mask_spec"), "mask_file": mask_file, "samples": o.get("samples"),
                "trajectory": o["trajectory"]}
-    request = make_request(task, options)
-    data = read_image(image)
-    check_kernel_size(request, data.size)
-    mask = None
-    if task == "inpaint":
-        mask = read_mask(mask_file, data.size) if mask_file is not None else default_mask(request, data.size)
-        check_mask(mask, mask_file or request.operator.mask)
-    y = data.image[None].clamp(0, 1)
-    if task == "superres" and request.operator.factor > min(y.shape[-2:]) * 64:
-        raise InputError(f"--scale {request.operator.factor} is far too large for a {y.shape[-1]}x{y.shape[-2]} image")
-    _check_memory(request, y)
-    return Prepared(task, request, data, y, mask)
+    return prepare_job(make_request(task, options), image, mask_file, outputs=outputs, result_name="the result")
 
 
-def _prepare_edit(o: dict[str, Any], image: Path, mask_file: Path | None, model: str | None, device: str) -> Prepared:
-    from ..app.edit import edit_weights
-    from ..cli.edit import _request as edit_request
-    from ..io import read_image
+def _edit_request(o: dict[str, Any], mask_file: Path | None, model: str | None, device: str) -> Any:
+    from ..cli.edit import make_edit_request
 
     if mask_file is not None and o.get("mask_spec") is not None:
         raise InputError("give either a mask (painted or uploaded) or a generated mask spec, not both")
@@ -202,20 +202,4 @@ def _prepare_edit(o: dict[str, Any], image: Path, mask_file: Path | None, model:
         raise InputError(f"--samples {o['samples']}: posterior samples are for inpaint, superres, deblur and denoise, not edit")
     if o.get("method") not in (None, "sdedit"):
         raise InputError(f"--method {o['method']}: editing has one method: sdedit")
-    request = edit_request(options)
-    data = read_image(image)
-    weights = edit_weights(request.operator.mask, data.size, request.seed) if request.operator.mask else None
-    _check_memory(request, data.image[None])
-    return Prepared("edit", request, data, data.image[None], weights)
-
-
-def _check_memory(request: Any, y: Any) -> None:
-    """A restoration whose estimated peak exceeds the free memory is refused, as by the commands."""
-    if not request.uses_network:
-        return
-    from ..app.methods import get_method
-    from ..memory_estimate import check_memory, estimate_memory
-
-    gradient = get_method(request.method).cost(request.settings).backward > 0
-    factor = request.operator.factor
-    check_memory(estimate_memory(y.shape[-2] * factor, y.shape[-1] * factor, gradient=gradient), what="the result")
+    return make_edit_request(options)

@@ -2,11 +2,11 @@
 queued, never mixed; each job has its own folder under the server's temporary folder, and only the
 last ``keep`` finished jobs are kept (memory and disk stay bounded).
 
-A job runs the command line's entry point, :func:`guidedinv.app.solve.restore` (editing included),
-with a per-step callback for the progress, then writes what the commands write: the result PNG and
-its recipe (:func:`guidedinv.cli.images.write_result`), the labelled comparison picture and, when
-asked, the trajectory GIF; with N >= 2 posterior samples the result is their mean and the uncertainty
-map their per-pixel spread (:func:`guidedinv.cli.images.write_posterior`). The loaded prior is kept for the next job (one at a time).
+A job runs as the commands run theirs (:func:`guidedinv.app.job.run_job`, editing included), with a
+per-step callback for the progress, then writes what they write (:func:`guidedinv.app.job.write_job_outputs`):
+the result PNG and its recipe, the mask as used, the labelled comparison picture and, when asked, the
+trajectory GIF; with N >= 2 posterior samples the result is their mean and the uncertainty map their
+per-pixel spread. The loaded prior is kept for the next job (one at a time).
 """
 from __future__ import annotations
 
@@ -23,12 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GuidedinvError
-from .form import Prepared, display
+from .form import FILES, Prepared, display
 
-__all__ = ["Job", "JobQueue"]
-
-FILES = {"result": "result.png", "recipe": "result.recipe.toml", "mask": "result.mask.png", "compare": "compare.png",
-         "trajectory": "trajectory.gif", "uncertainty": "uncertainty.png"}
+__all__ = ["Job", "JobQueue", "FILES"]
 
 
 @dataclass
@@ -138,48 +135,27 @@ class JobQueue:
                 del self._jobs[old.id]
                 shutil.rmtree(old.folder, ignore_errors=True)
 
-    def _load_prior(self, request: Any) -> Any:
-        key = (request.model, request.tile, request.model_flags, self.device)
+    def _load_models(self, request: Any) -> tuple[Any, Any]:
+        classifier = request.guidance.classifier if request.guidance is not None else None
+        key = (request.model, request.tile, request.model_flags, classifier, self.device)
         if self._prior is None or self._prior[0] != key:
-            from .. import defaults
+            from ..app.job import load_models
 
             self._prior = None  # the old one freed before the new one loads
-            self._prior = (key, defaults.load_prior(request.model, self.device, "fp32", request.tile,
-                                                    flags=request.model_flags or None, flags_from="--model-flags"))
+            self._prior = (key, load_models(request, self.device, "fp32"))
         return self._prior[1]
 
     def _run(self, job: Job) -> None:
-        import torch
-
+        from ..app.job import run_job, write_job_outputs
         from ..app.recipes import dump_toml
-        from ..app.solve import restore
-        from ..cli.images import compare_label, labelled_strip, write_gif, write_posterior, write_result
-        from ..io import write_image
 
         p, request = job.prepared, job.prepared.request
-        denoiser = self._load_prior(request) if request.uses_network else None
-        frames: list[torch.Tensor] = []
+        denoiser, classifier = self._load_models(request) if request.uses_network else (None, None)
 
         def callback(info: Any) -> None:
             job.step, job.total = info.index + 1, info.num_steps
-            if p.trajectory:
-                frames.append((info.x0[0].detach().float().cpu() + 1) / 2)
 
-        x = restore(denoiser, request, p.y, mask=p.mask, seeds=[request.seed], callback=callback)
-        post, x = (x, x.mean[0].cpu()) if request.samples > 1 else (None, x[0].cpu())  # N samples: their mean
+        result = run_job(p.job, denoiser, classifier, callback)
         # the recipe names an uploaded kernel or edit mask by its file name, not by its place in the temporary folder
-        recipe = display(dump_toml(request.recipe), job.folder, p.names)
-        write_result(job.folder / FILES["result"], x, p.data, request, recipe)
-        job.files += ["result", "recipe"]
-        if p.mask is not None:  # the mask as used (painted, uploaded or generated): with the recipe it reproduces the result
-            write_image(job.folder / FILES["mask"], p.mask[None].float())
-            job.files.append("mask")
-        panels = [("input", p.y[0]), (compare_label(request), x)]
-        write_image(job.folder / FILES["compare"], labelled_strip(panels, upscale_small=p.task == "superres"))
-        job.files.append("compare")
-        if frames:
-            write_gif(job.folder / FILES["trajectory"], frames)
-            job.files.append("trajectory")
-        if post is not None:  # the samples' per-pixel standard deviation, as 'guidedinv inpaint --samples N --uncertainty' writes it
-            write_posterior(post, p.data, request, job.folder / FILES["uncertainty"], [])
-            job.files.append("uncertainty")
+        written = write_job_outputs(p.job, result, display(dump_toml(request.recipe), job.folder, p.names))
+        job.files += [key for key, name in FILES.items() if job.folder / name in written]
