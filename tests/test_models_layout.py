@@ -225,6 +225,23 @@ def test_registry_facts():
     assert len({e.file_name for e in r.values()}) == len(r)  # no two entries share a cache file
 
 
+def test_checkpoints_and_denoisers_share_one_weight_file_record():
+    """ModelEntry and DenoiserEntry take name, cache file name, size and digest from WeightFile: one
+    rule for the cache name (filename, else the URL's, else NAME.pth) and one lookup by name or file name."""
+    from guidedinv.models.registry import DENOISERS, DenoiserEntry, ModelEntry, WeightFile, lookup, lookup_denoiser
+
+    assert all(isinstance(e, WeightFile) for e in (*REGISTRY.values(), *DENOISERS.values()))
+    assert REGISTRY["64x64_diffusion"].file_name == "64x64_diffusion.pt"
+    assert REGISTRY["ffhq_10m"].file_name == "ffhq_10m.pt"  # filename over the URL's diffusion_ffhq_10m.pt
+    assert DENOISERS["drunet_color"].file_name == "drunet_color.pth" and DENOISERS["drunet_color"].size == 130579305
+    assert DenoiserEntry("d", "dncnn", 3, 0.2, "MIT", "no url").file_name == "d.pth"
+    entry = ModelEntry("m", "https://x.invalid/a/w.bin", "prior", 8, "linear", "MIT", REGISTRY["lsun_cat"].config, "t")
+    assert (entry.file_name, entry.sha256, entry.size) == ("w.bin", None, None)
+    assert lookup("google/ddpm-cifar10-32").name == "ddpm-cifar10-32" and lookup("lsun_cat.pt").name == "lsun_cat"
+    assert lookup("dir/lsun_cat.pt") is None and lookup_denoiser("dir/drunet_color.pth") is None
+    assert lookup_denoiser("drunet_color.pth").name == "drunet_color" and lookup_denoiser("lsun_cat") is None
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_inference_round_trips_for_every_layout(name):
     entry = REGISTRY[name]

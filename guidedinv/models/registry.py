@@ -9,21 +9,63 @@ checked against the server's length) and the digest is recorded on first downloa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlparse
 
 from .adm import ADMConfig
 from .diffusers_unet import ATTN_DOWN, ATTN_UP, PLAIN_DOWN, PLAIN_UP, DiffusersUNetConfig
 
-__all__ = ["ModelEntry", "REGISTRY", "register", "lookup", "CHANNEL_MULT", "DenoiserEntry", "DENOISERS", "lookup_denoiser"]
+__all__ = ["WeightFile", "ModelEntry", "REGISTRY", "register", "lookup", "CHANNEL_MULT", "DenoiserEntry", "DENOISERS",
+           "lookup_denoiser"]
 
 Kind = Literal["prior", "conditional prior", "classifier"]
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class WeightFile:
+    """What the download and the cache know of any named weight file, a diffusion checkpoint
+    (:class:`ModelEntry`) or a plug-and-play denoiser (:class:`DenoiserEntry`): its name, and, keyword
+    only, the cache file name where the URL's would not do (``filename``) and the published byte
+    count and SHA-256 where known (checked on download; else the server's length is checked and the
+    digest recorded on first download). Each entry declares ``url``, ``licence`` and ``description``
+    among its own fields, whose positional order it keeps."""
+
+    name: str
+    filename: str | None = field(default=None, kw_only=True)
+    size: int | None = field(default=None, kw_only=True)
+    sha256: str | None = field(default=None, kw_only=True)
+    if TYPE_CHECKING:  # declared by each entry, in its own place among its fields
+        url: str | None
+        licence: str
+        description: str
+
+    @property
+    def file_name(self) -> str:
+        """Name of the file in the cache directory: ``filename``, else the URL's, else NAME.pth."""
+        return self.filename or PurePosixPath(urlparse(self.url or "").path).name or f"{self.name}.pth"
+
+    @property
+    def format(self) -> str:
+        """The weights' format as ``guidedinv models list/info`` show it."""
+        raise NotImplementedError
+
+
+Entry = TypeVar("Entry", bound=WeightFile)
+
+
+def _find(table: dict[str, Entry], name: str, *aliases: str) -> Entry | None:
+    """The entry called ``name`` or one of ``aliases``, or, for a bare file name (never a path that
+    merely does not exist), the one named by its stem ("drunet_color.pth"); None otherwise."""
+    candidates = [name, *aliases]
+    if "/" not in name and "\\" not in name:
+        candidates.append(PurePosixPath(name).stem)
+    return next((table[c] for c in candidates if c in table), None)
+
+
+@dataclass(frozen=True)
+class ModelEntry(WeightFile):
     """One downloadable checkpoint.
 
     kind: "prior" (unconditional denoiser), "conditional prior" (class-conditional denoiser) or
@@ -43,17 +85,10 @@ class ModelEntry:
     variance: Literal["learned", "large", "small"] = "learned"
     classifier: str | None = None
     classifier_scale: float | None = None
-    filename: str | None = None
-    size: int | None = None
 
     @property
     def format(self) -> str:
         return "diffusers" if isinstance(self.config, DiffusersUNetConfig) else "adm"
-
-    @property
-    def file_name(self) -> str:
-        """Name of the file in the cache directory."""
-        return self.filename or PurePosixPath(urlparse(self.url).path).name
 
     @property
     def attention_order(self) -> str:
@@ -71,10 +106,7 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 def lookup(name: str) -> ModelEntry | None:
     """The entry called ``name`` (also accepting "google/<name>" and a bare "<name>.pt"), or None."""
-    candidates = [name, name.removeprefix("google/")]
-    if "/" not in name and "\\" not in name:  # a bare file name, never a path that merely does not exist
-        candidates.append(PurePosixPath(name).stem)
-    return next((REGISTRY[c] for c in candidates if c in REGISTRY), None)
+    return _find(REGISTRY, name, name.removeprefix("google/"))
 
 
 # guided-diffusion's channel multipliers by image size (script_util.py)
@@ -215,13 +247,12 @@ for _name, _ext, _config, _variance, _what in (
 
 # -- plug-and-play Gaussian denoisers (guidedinv.models.pnp) ---------------------------------------
 @dataclass(frozen=True)
-class DenoiserEntry:
+class DenoiserEntry(WeightFile):
     """A pretrained Gaussian denoiser D(z, sigma) on [0, 1] images, used as a plug-and-play prior.
 
     arch: "ffdnet", "drunet", "dncnn" or "scunet"; channels: 1 (grey) or 3; max_sigma: the largest noise level
     it was trained for, standard deviation on the [0, 1] scale (its paper's range); url: where to
-    download it, or None when it comes with the Python package ``package`` (file ``package_file``);
-    sha256 / size: the published digest and byte count where known (checked on download)."""
+    download it, or None when it comes with the Python package ``package`` (file ``package_file``)."""
 
     name: str
     arch: Literal["ffdnet", "drunet", "dncnn", "scunet"]
@@ -232,14 +263,7 @@ class DenoiserEntry:
     url: str | None = None
     package: str | None = None
     package_file: str | None = None
-    sha256: str | None = None
-    size: int | None = None
-    filename: str | None = None
     kind: str = "denoiser"
-
-    @property
-    def file_name(self) -> str:
-        return self.filename or PurePosixPath(urlparse(self.url or "").path).name or f"{self.name}.pth"
 
     @property
     def format(self) -> str:
@@ -251,9 +275,7 @@ DENOISERS: dict[str, DenoiserEntry] = {}
 
 def lookup_denoiser(name: str) -> DenoiserEntry | None:
     """The plug-and-play denoiser called ``name`` (or its file name, e.g. "drunet_color.pth"), or None."""
-    if "/" in name or "\\" in name:
-        return None
-    return DENOISERS.get(name) or DENOISERS.get(PurePosixPath(name).stem)
+    return _find(DENOISERS, name)
 
 
 _FFDNET = ("GPL-3.0 (the ffdnet package: the IPOL re-training by Tassano, Delon & Veit of FFDNet, Zhang et al. 2018); "
