@@ -212,6 +212,22 @@ def test_apply_overrides_refuses_unknown_keys_as_the_cli_does():
         apply_overrides(load_preset("denoise"), ["bogus=1"])
 
 
+def test_operator_tables_are_checked_by_operator_spec_with_the_same_keys_for_set_and_recipe():
+    from guidedinv.app import operator_spec, request
+
+    assert request.OperatorSpec is operator_spec.OperatorSpec and request.kernel_path is operator_spec.kernel_path
+    assert request.KIND_OF_TASK is operator_spec.KIND_OF_TASK and request.KIND_OF_TASK["deblur"] == "blur"
+    assert operator_spec.operator_keys("blur") == ["kind", "kernel", "size", "boundary"]
+    assert operator_spec.operator_keys("identity") == operator_spec.operator_keys("no such kind") == ["kind"]
+    with pytest.raises(InputError, match=r"^--set operator.mode=1: operator has no key 'mode' \(accepted: kind, kernel, size"):
+        apply_overrides(load_preset("deblur"), ["operator.mode=1"])
+    recipe = {**load_preset("deblur"), "operator": {"mode": "average"}}
+    with pytest.raises(InputError, match=r"^recipe: operator.mode: no such key \(accepted: kind, kernel, size, boundary\)$"):
+        parse_request(recipe)
+    spec = parse_request({**recipe, "operator": {"size": 5}}).operator
+    assert spec == operator_spec.OperatorSpec("blur", kernel="gaussian:3.0", size=5, boundary="padded")
+
+
 def test_options_override_the_preset_then_set_overrides_options():
     r = build_request("superres", None, [("--steps 5", 'methods.pnp.steps="5"')], ['methods.pnp.steps="7"'])
     assert r.steps == "7" and r.settings["lam"] == 0.3  # the preset's lam, the method's other defaults

@@ -18,7 +18,8 @@ from ..errors import InputError
 from ..io import make_mask, pad_to_multiple
 from ..noise import NoiseSource
 from ..operators import Blur, Downsample, Identity, Inpainting, LinearOperator, crop_to_multiple
-from .request import OperatorSpec, Request, kernel_path, parse_request
+from .operator_spec import OperatorSpec, kernel_path
+from .request import Request, parse_request
 
 __all__ = ["build_operator", "simulate", "measurement_seed", "Measurement", "simulate_measurement", "operator_spec",
            "default_mask", "pad_measurement", "check_kernel_size"]

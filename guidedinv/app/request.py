@@ -11,6 +11,7 @@ registry's, :mod:`guidedinv.app.methods`)::
 
     task, model, tile, method, seed, samples (posterior samples averaged per image; 1: one sample)
     [operator]   kind + inpaint: mask | downsample: scale, mode | blur: kernel, size, boundary
+                 (its keys per kind and their checks: :mod:`guidedinv.app.operator_spec`)
     [noise]      sigma_y
     [methods.NAME] the settings of method NAME (defaults: the method's own)
     [guidance]   optional extra term: class, classifier, scale (class guidance beside the measurement)
@@ -18,7 +19,6 @@ registry's, :mod:`guidedinv.app.methods`)::
 from __future__ import annotations
 
 import copy
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +27,9 @@ from typing import Any
 
 from ..errors import InputError
 from .methods import METHODS, get_method, methods_for_kind
-from .methods.base import TASK_OF_KIND, Setting
+from .methods.base import Setting
 from .noise_range import in_range, prior_section_first, with_prior_section
+from .operator_spec import KIND_OF_TASK, OperatorSpec, check_operator, kernel_path, operator_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,10 +37,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TASKS", "KIND_OF_TASK", "OperatorSpec", "GuidanceSpec", "Request", "preset_dir", "load_preset", "MAX_SAMPLES",
-           "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT", "check_samples"]
+           "apply_overrides", "parse_request", "build_request", "parse_value", "SEED_LIMIT", "check_samples",
+           "kernel_path"]  # KIND_OF_TASK, OperatorSpec, kernel_path: .operator_spec's, re-exported
 
 TASKS = ("inpaint", "superres", "deblur", "denoise", "edit")
-KIND_OF_TASK = {task: kind for kind, task in TASK_OF_KIND.items()}
 SEED_LIMIT = 2**63
 TOP_KEYS = ("task", "model", "model_flags", "tile", "method", "seed", "samples", "operator", "noise", "methods", "guidance", "batch")
 TOP_KEYS += ("pnp_prior",)  # the settings a preset gives a prior of limited noise range (noise_range.py)
@@ -47,42 +48,11 @@ MAX_SAMPLES = 1000  # posterior samples per image: they run one group after anot
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("fp32", "fp16", "bf16")
 
-# operator keys per kind: (Setting, ...); kind itself follows from the task
-_OPERATOR_KEYS: dict[str, tuple[Setting, ...]] = {
-    "inpaint": (Setting("mask", "str", "box", "a mask file (white = fill) or box | box:SIZE | random:F | half | lines"),),
-    "downsample": (Setting("scale", "int", 4, "integer upscaling factor", low=1, high=32),
-                   Setting("mode", "str", "bicubic", "downsampling model", choices=("bicubic", "average"))),
-    "blur": (Setting("kernel", "str", "gaussian:3.0", "gaussian:SIGMA | motion | motion:SEED | FILE.npy | FILE.npz:KEY | FILE.png"),
-             Setting("size", "int", 61, "size of generated gaussian and motion kernels (odd)", low=3, high=1001),
-             Setting("boundary", "str", "padded", "padded | reflect | circular", choices=("padded", "reflect", "circular"))),
-    "identity": (),
-    "edit": (Setting("mask", "str", "", "edit weights: a mask file (white = edit, grey = blend) or box | half | ...; \"\": everywhere"),
-             Setting("reference", "str", "", "a reference image for ILVR (\"\": none)")),
-}
 _GUIDANCE_KEYS = (
     Setting("class", "int", None, "class label to guide towards", low=0, high=1_000_000),
     Setting("classifier", "str", None, "noisy-image classifier checkpoint (else classifier-free guidance)"),
     Setting("scale", "float", 1.0, "guidance scale (classifier s; classifier-free w)", low=0.0, high=1e4),
 )
-
-
-@dataclass(frozen=True)
-class OperatorSpec:
-    """The forward model of a task; the fields that do not apply to ``kind`` are None."""
-
-    kind: str
-    mask: str | None = None
-    reference: str | None = None
-    scale: int | None = None
-    mode: str | None = None
-    kernel: str | None = None
-    size: int | None = None
-    boundary: str | None = None
-
-    @property
-    def factor(self) -> int:
-        """Super-resolution factor (1 for the other kinds)."""
-        return int(self.scale) if self.kind == "downsample" else 1
 
 
 @dataclass(frozen=True)
@@ -173,8 +143,7 @@ def _known_keys(recipe: Mapping[str, Any], parts: list[str]) -> list[str] | None
     if not parts:
         return list(TOP_KEYS)
     if parts == ["operator"]:
-        kind = KIND_OF_TASK.get(str(recipe.get("task")), "")
-        return ["kind", *(s.name for s in _OPERATOR_KEYS.get(kind, ()))]
+        return operator_keys(KIND_OF_TASK.get(str(recipe.get("task")), ""))
     if parts == ["noise"]:
         return ["sigma_y"]
     if parts == ["methods"]:
@@ -229,71 +198,6 @@ def _check_keys(table: Mapping[str, Any], known: Sequence[str], where: str) -> N
     for key in table:
         if key not in known:
             raise InputError(f"{where}.{key}: no such key (accepted: {', '.join(known) or 'none'})")
-
-
-def _check_operator(recipe: Mapping[str, Any], task: str) -> OperatorSpec:
-    kind = KIND_OF_TASK[task]
-    table = _table(recipe, "operator")
-    specs = _OPERATOR_KEYS[kind]
-    _check_keys(table, ["kind", *(s.name for s in specs)], "operator")
-    if table.get("kind", kind) != kind:
-        raise InputError(f"operator.kind = {table['kind']!r}: a {task} recipe's operator is {kind!r}")
-    values = {s.name: s.check(table.get(s.name, s.default), f"operator.{s.name}") for s in specs}
-    if kind == "blur":
-        _check_kernel(values["kernel"], values["size"])
-    if kind == "inpaint" or (kind == "edit" and values["mask"]):
-        _check_mask_spec(values["mask"])
-    if kind == "edit" and values["reference"] and not Path(values["reference"]).is_file():
-        raise InputError(f"operator.reference = {values['reference']!r}: no such image file")
-    return OperatorSpec(kind, **values)
-
-
-def _check_kernel(spec: str, size: int) -> None:
-    if size % 2 == 0:
-        raise InputError(f"operator.size = {size}: expected an odd kernel size (3, 5, ..., 1001)")
-    name, _, arg = spec.partition(":")
-    if name == "gaussian":
-        try:
-            sigma = float(arg or 3.0)
-        except ValueError:
-            sigma = float("nan")
-        if not (math.isfinite(sigma) and 0 < sigma <= 100):
-            raise InputError(f"operator.kernel = {spec!r}: expected gaussian:SIGMA with 0 < SIGMA <= 100, e.g. gaussian:3.0")
-        return
-    if name == "motion":
-        if arg and not ((arg.isascii() and arg.isdigit()) and int(arg) < 2**32):
-            raise InputError(f"operator.kernel = {spec!r}: expected motion or motion:SEED with a whole SEED >= 0")
-        return
-    path = kernel_path(spec)
-    if not path.is_file():
-        raise InputError(f"operator.kernel = {spec!r}: no such kernel file; expected gaussian:SIGMA, motion, motion:SEED "
-                         "or a .npy / .npz:KEY / image file")
-    from ..operators import load_kernel  # read once here: a corrupt file fails before any model loads
-
-    key = spec[len(str(path)) + 1:] or None
-    load_kernel(path, key)
-
-
-def kernel_path(spec: str) -> Path:
-    """The file a kernel spec names (``FILE.npz:KEY`` -> FILE.npz)."""
-    text = str(spec)
-    head, sep, key = text.rpartition(":")
-    if sep and head.lower().endswith(".npz") and "/" not in key:
-        return Path(head)
-    return Path(text)
-
-
-def _check_mask_spec(spec: str) -> None:
-    from ..io import IMAGE_SUFFIXES, make_mask
-
-    if Path(spec).suffix.lower() in IMAGE_SUFFIXES:
-        if not Path(spec).is_file():
-            raise InputError(f"operator.mask = {spec!r}: no such mask file")
-        return
-    try:
-        make_mask(spec, (16, 16))
-    except InputError as exc:
-        raise InputError(f"operator.mask = {spec!r}: {exc}") from None
 
 
 def _check_guidance(recipe: Mapping[str, Any]) -> GuidanceSpec | None:
@@ -354,7 +258,9 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
         parse_model_flags(model_flags, option="model_flags")
     tile = check_tile(recipe.get("tile", "auto"), "tile =")
     seed = _check_scalar(recipe, "seed", Setting("seed", "int", 0, "", low=0, high=SEED_LIMIT - 1))
-    operator = _check_operator(recipe, task)
+    operator_table = _table(recipe, "operator")
+    _check_keys(operator_table, operator_keys(KIND_OF_TASK[task]), "operator")
+    operator = check_operator(operator_table, task)
     noise = _table(recipe, "noise")
     _check_keys(noise, ["sigma_y"], "noise")
     sigma_y = Setting("sigma_y", "float", 0.0, "", low=0.0, high=1.0).check(noise.get("sigma_y", 0.0), "noise.sigma_y")

@@ -54,7 +54,8 @@ import torch
 
 from ..app.measure import Measurement, simulate_measurement
 from ..app.methods import get_method, guided_names, method_names, methods_for_kind
-from ..app.request import KIND_OF_TASK, Request, apply_overrides, load_preset, parse_request
+from ..app.operator_spec import KIND_OF_TASK
+from ..app.request import Request, apply_overrides, load_preset, parse_request
 from ..app.solve import restore
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, list_images as _image_files, read_image
