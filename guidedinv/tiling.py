@@ -79,10 +79,13 @@ def tiles_of(size: int) -> Tiling:
     return Tiling(int(size), int(size) // 8)
 
 
-def recommended_tiling(train_crop: int | None, multiple: int) -> Tiling | None:
+def recommended_tiling(train_crop: int | None, multiple: int, tile: int | None = None) -> Tiling | None:
     """The tiling for a network trained on ``train_crop`` px crops: :func:`tiles_of` 4/3 of the crop,
-    rounded up to a multiple of ``multiple`` (the network's size multiple) and of 16. None (whole
-    image) when the training crop is unknown (public checkpoints, trained on whole images)."""
+    rounded up to a multiple of ``multiple`` (the network's size multiple) and of 16, or of ``tile``
+    where the file's card names the side its validation chose (a multiple of ``multiple``). None
+    (whole image) when neither is known (public checkpoints, trained on whole images)."""
+    if tile and tile % int(multiple) == 0:
+        return tiles_of(tile)
     if not train_crop:
         return None
     step = math.lcm(int(multiple), 16)
@@ -398,9 +401,10 @@ class _Blend(torch.autograd.Function):
 def training_tiling(denoiser: object) -> Tiling | None:
     """The tiles of the network's training crop (:func:`recommended_tiling`) where its loader recorded
     one (``denoiser.inferred.train_crop``), else None: the fallback of a whole image over the budget."""
-    crop = getattr(getattr(denoiser, "inferred", None), "train_crop", None)
-    if not crop:
+    inferred = getattr(denoiser, "inferred", None)
+    crop, tile = getattr(inferred, "train_crop", None), getattr(inferred, "tile", None)
+    if not crop and not tile:
         return None
     from .models.load import network_size_multiple  # the models import this module
 
-    return recommended_tiling(crop, network_size_multiple(getattr(denoiser, "net", None)))
+    return recommended_tiling(crop, network_size_multiple(getattr(denoiser, "net", None)), tile)

@@ -149,6 +149,27 @@ def test_tiling_comes_from_the_training_crop_the_file_records_or_the_caller(tmp_
             load_denoiser(plain, device="cpu", tile=bad)
 
 
+def test_a_tile_the_card_names_overrides_the_one_its_crop_implies(tmp_path):
+    """A prior fine-tuned on 64 px crops validated best on 64 px tiles (the model card), not the 96 px
+    its crop implies: the card's "tile" sets the default tiling and the fallback over the budget."""
+    from guidedinv.tiling import training_tiling
+
+    cfg = ADMConfig(32, 1, (1, 2, 2), (), out_channels=3, head_channels=None)
+    net = build_network(cfg).eval()
+    both = export_safetensors(net, cfg, tmp_path / "tile.safetensors", schedule="linear", prediction="v",
+                              kind="prior", card={"crop": 64, "tile": 64})
+    crop_only = export_safetensors(net, cfg, tmp_path / "crop.safetensors", schedule="linear", prediction="v",
+                                   kind="prior", card={"crop": 64})
+    odd = export_safetensors(net, cfg, tmp_path / "odd.safetensors", schedule="linear", prediction="v",
+                             kind="prior", card={"crop": 64, "tile": 66})  # not a multiple of the network's 4
+    prior = load_denoiser(both, device="cpu")
+    assert (prior.inferred.train_crop, prior.inferred.tile) == (64, 64)
+    assert prior.tiling == training_tiling(prior) == Tiling(64, 8)
+    assert load_denoiser(crop_only, device="cpu").tiling == Tiling(96, 12)
+    assert load_denoiser(odd, device="cpu").tiling == Tiling(96, 12)  # an unusable tile falls back to the crop's
+    assert load_denoiser(both, device="cpu", tile=0).tiling is None
+
+
 def test_plain_torch_state_dict_loads_with_inferred_config(tmp_path, tiny_net):
     torch.save({"module." + k: v for k, v in tiny_net.state_dict().items()}, tmp_path / "plain.pt")
     model = load_model(tmp_path / "plain.pt", device="cpu", progress=False)

@@ -148,15 +148,18 @@ def _training_record(raw: Mapping[str, str], path: Path) -> dict[str, Any]:
             "schedule": raw.get("schedule", "linear"),
             "prediction": raw.get("prediction", "eps"),
             "null_label": int(raw["null_label"]) if raw.get("null_label") else None,
-            "train_crop": _train_crop(json.loads(raw.get("card") or "{}")),
+            "train_crop": _card_size(json.loads(raw.get("card") or "{}"), "crop"),
+            "tile": _card_size(json.loads(raw.get("card") or "{}"), "tile"),
         }
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path} has unreadable guidedinv metadata ({exc})") from exc
 
 
-def _train_crop(card: Any) -> int | None:
-    crop = card.get("crop") if isinstance(card, dict) else None
-    return int(crop) if isinstance(crop, int) and crop > 0 else None
+def _card_size(card: Any, key: str) -> int | None:
+    """A positive whole number of px the file's card records under ``key`` ("crop": the training crop;
+    "tile": the network tile its validation chose), else None."""
+    value = card.get(key) if isinstance(card, dict) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _torch_checkpoint(path: Path, mmap: bool) -> Checkpoint:

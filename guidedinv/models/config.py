@@ -37,7 +37,8 @@ class Inferred:
     ("eps" for every public checkpoint; our own trained priors say "v" in their metadata);
     null_label: the label index meaning "no class" (classifier-free guidance), if the network has
     one; train_crop: the crop size (px) of guidedinv's training, where the file records it (it sets
-    the default inference tiling, guidedinv.tiling); assumed: fields not visible in the shapes and
+    the default inference tiling, guidedinv.tiling); tile: the tile side the file's card chose by
+    validation, which overrides the one its crop implies; assumed: fields not visible in the shapes and
     where their values came from; matches: registry entries with this exact layout; recorded_by:
     the source that knows the hidden fields (the file's metadata, the registry entry it was asked
     for by name), None where they are a layout match's or guesses; guessed: what is still a guess
@@ -52,6 +53,7 @@ class Inferred:
     prediction: str = "eps"
     null_label: int | None = None
     train_crop: int | None = None
+    tile: int | None = None
     recorded_by: str | None = None
     guessed: tuple[str, ...] = ()
     flags: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Inferred:
             "prediction": self.prediction,
             "null_label": self.null_label,
             "train_crop": self.train_crop,
+            "tile": self.tile,
             "learned_sigma": bool(getattr(self.config, "learned_sigma", False)),
             "config": self.config.to_dict(),
             "assumed": dict(self.assumed),
@@ -156,7 +159,7 @@ def _infer(shapes: Shapes, entry: ModelEntry | None, metadata: Mapping[str, Any]
         schedule, prediction = str(metadata.get("schedule", "linear")), str(metadata.get("prediction", "eps"))
         null, crop = metadata.get("null_label"), metadata.get("train_crop")
         return Inferred(_family(cfg), cfg, schedule, {"all": "file metadata"}, matches, prediction, null, crop,
-                        recorded_by="the file's guidedinv metadata")
+                        tile=metadata.get("tile"), recorded_by="the file's guidedinv metadata")
     if fmt == "diffusers":
         shapes = du.rename_legacy_keys(shapes)
         base = _parse_diffusers(shapes)

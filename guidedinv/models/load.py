@@ -280,7 +280,7 @@ def network_size_multiple(net: Any) -> int:
 def _tiling(tile: int | str | None, inferred: Inferred, net: nn.Module) -> Tiling | None:
     multiple = network_size_multiple(net)
     if tile == "auto":
-        return recommended_tiling(inferred.train_crop, multiple)
+        return recommended_tiling(inferred.train_crop, multiple, inferred.tile)
     if tile is None or tile == 0:
         return None
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % multiple:
