@@ -153,6 +153,9 @@ def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
     add("--kernel-size", o.get("kernel_size"), f"operator.size={o.get('kernel_size')}")
     add("--sigma", o.get("sigma"), f"noise.sigma_y={o.get('sigma')!r}")
     add("--mask", o.get("mask"), f"operator.mask={toml_string(o.get('mask'))}")
+    # the MASK file is recorded as typed, like a --kernel file: a recipe's files are found from the
+    # working directory, so "--task THAT.recipe.toml" alone fills the same region again
+    add("MASK", o.get("mask_file"), f"operator.mask={toml_string(o.get('mask_file'))}")
     add("--method", o["method"], f"method={toml_string(o['method'])}")
     add("--sigma-y", o["sigma_y"], f"noise.sigma_y={o['sigma_y']!r}")
     add("--seed", o["seed"], f"seed={o['seed']}")
@@ -169,6 +172,13 @@ def _options(task: str, o: dict[str, Any]) -> list[tuple[str, str]]:
 
 def make_request(task: str, o: dict[str, Any]) -> Request:
     """Every option checked: a bad one is an InputError naming it, before anything is read or loaded."""
+    if task == "inpaint" and o.get("mask_file") is not None:
+        from ..io import IMAGE_SUFFIXES
+
+        if o.get("mask") is not None:
+            raise InputError("give either a MASK file or --mask SPEC, not both")
+        if Path(o["mask_file"]).suffix.lower() not in IMAGE_SUFFIXES:  # the recipe tells a file from a spec by its suffix
+            raise InputError(f"MASK {o['mask_file']}: expected an image file ending in {', '.join(IMAGE_SUFFIXES)}")
     request = build_request(task, o["task_file"], _options(task, o), o["set_"])
     if o["steps"] is not None:
         if not request.uses_network:
@@ -186,8 +196,6 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
         from ..memory import parse_memory
 
         parse_memory(o["memory"], "--memory")
-    if task == "inpaint" and o.get("mask_file") is not None and o.get("mask") is not None:
-        raise InputError("give either a MASK file or --mask SPEC, not both")
     return request
 
 
