@@ -251,7 +251,7 @@ def test_network_job_reports_each_step_and_keeps_the_outside(client):
 
 
 def test_labelled_strip_bicubic_input_and_labels():
-    from guidedinv.cli.images import labelled_strip
+    from guidedinv.app.images import labelled_strip
 
     small = torch.rand(3, 15, 20)
     big = torch.rand(3, 60, 80)

@@ -168,8 +168,8 @@ def write_job_outputs(job: PreparedJob, result: JobResult, recipe: str | None = 
     """Write what ``job.outputs`` names: the result and its recipe (``recipe``, else the request's as
     TOML), the mask as used, the samples and their spread, the comparison, the trajectory; returns the
     paths written, in that order."""
-    from ..cli.images import compare_label, labelled_strip, write_gif, write_posterior, write_result
     from ..io import write_image
+    from .images import compare_label, labelled_strip, write_gif, write_posterior, write_result
     from .recipes import dump_toml
 
     outputs, request = job.outputs, job.request

@@ -1,7 +1,8 @@
-"""What the restore commands write besides the sampler's output: the result PNG with its metadata
-(alpha and bit depth of the input kept), the recipe beside it, the comparison strip (labelled:
-what each panel is, the method and its steps) and the trajectory GIF. Shared by the restore and edit
-commands and the web page (guidedinv.ui)."""
+"""What a job writes besides the sampler's output: the result PNG with its metadata (alpha and bit
+depth of the input kept), the recipe beside it, the posterior's spread and samples, the comparison
+strip (labelled: what each panel is, the method and its steps) and the trajectory GIF. Used by
+:func:`guidedinv.app.job.write_job_outputs`, which the restore and edit commands and the web page
+(guidedinv.ui) write through."""
 from __future__ import annotations
 
 import io as _io
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..io import atomic_write_bytes, write_image
 
-__all__ = ["side_by_side", "labelled_strip", "compare_label", "write_gif", "write_result"]
+__all__ = ["side_by_side", "labelled_strip", "compare_label", "write_gif", "write_result", "write_posterior"]
 
 
 def side_by_side(panels: list[torch.Tensor], upscale_small: bool = False) -> torch.Tensor:
