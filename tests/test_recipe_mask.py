@@ -26,16 +26,21 @@ def work(tmp_path, monkeypatch) -> Path:
     (tmp_path / "masks").mkdir()
     Image.fromarray(hole).save(tmp_path / "masks" / "hole.png")
     (tmp_path / "out").mkdir()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the recipe was checked")
-
-    monkeypatch.setattr(defaults, "load_prior", refuse)
+    refuse_models(monkeypatch)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
+def refuse_models(monkeypatch) -> None:
+    """defaults.load_prior raises: a test passes only if the command stops (or finishes) without a model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(defaults, "load_prior", refuse)
+
+
 def invoke(capsys, *args: str) -> tuple[int, str]:
+    """Run ``guidedinv ARGS`` in this process: (exit code, stderr)."""
     argv = sys.argv
     sys.argv = ["guidedinv", *args]
     try:

@@ -269,6 +269,7 @@ def _parse(recipe: Mapping[str, Any]) -> Request:
         raise InputError(f"method = {method_name!r}: unknown method; choose from {', '.join(methods_for_kind(operator.kind))}")
     method = get_method(method_name)
     method.check_kind(operator.kind)
+    method.check_operator(operator)
     tables = _table(recipe, "methods")
     checked: dict[str, dict[str, Any]] = {}
     for name, table in tables.items():  # every table, not just the chosen one: a typo elsewhere is still a typo

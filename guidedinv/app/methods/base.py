@@ -166,6 +166,10 @@ class Method:
     def check_combination(self, settings: dict[str, Any], where: str) -> None:
         """Constraints between settings (a subclass's); settings are already typed."""
 
+    def check_operator(self, operator: Any) -> None:
+        """Constraints on the forward model beyond its kind (a subclass's), given the request's checked
+        :class:`guidedinv.app.operator_spec.OperatorSpec`; checked up front, before any model loads."""
+
     def check_request(self, settings: Mapping[str, Any], sigma_y: float, where: str) -> None:
         """Constraints between the settings and the measurement (a subclass's), checked up front."""
 

@@ -5,6 +5,9 @@ fresh, the same on every step; ddnm's eta is DDIM's, whose fraction changes per 
 an exact SVD only: inpainting, downsampling, the circular (padded) blur, denoising. No gradients."""
 from __future__ import annotations
 
+from typing import Any
+
+from ...errors import InputError
 from .base import GuidedMethod, Plan, PlanInput, Setting
 
 
@@ -19,6 +22,17 @@ class DDRM(GuidedMethod):
                 low=0.0, high=1.0),
         *GuidedMethod.common("20"),
     )
+
+    def check_operator(self, operator: Any) -> None:
+        """A blur has an exact SVD only where the solver's blur is circular: boundary "padded" (reflect-
+        padded, then circular) or "circular"; "reflect" is refused here, before any model loads."""
+        if operator.kind == "blur" and operator.boundary not in ("padded", "circular"):
+            from . import methods_for_kind
+
+            others = ", ".join(m for m in methods_for_kind("blur") if m != self.name)
+            raise InputError(f"operator.boundary = {operator.boundary!r}: DDRM needs an operator with an exact SVD (a blur "
+                             f"has one only with boundary \"padded\" or \"circular\"); use --set operator.boundary=\"padded\" "
+                             f"or another method: {others}")
 
     def plan(self, given: PlanInput) -> Plan:
         from ...ddrm_step import DDRMStep
