@@ -174,7 +174,7 @@ def test_a_job_equals_the_command_line_result_and_recipe(client, tmp_path, monke
     from guidedinv.cli import app
 
     monkeypatch.chdir(tmp_path)
-    run = CliRunner().invoke(app, ["inpaint", str(SMALL), str(mask), "--method", "biharmonic", "-o", "cli.png", "-q"])
+    run = CliRunner().invoke(app, ["inpaint", str(SMALL), "m.png", "--method", "biharmonic", "-o", "cli.png", "-q"])
     assert run.exit_code == 0, run.output
     _, job = client.post({"task": "inpaint", "image": _upload("coffee_x4.png", SMALL.read_bytes()),
                           "mask": _upload("m.png", mask.read_bytes()), "options": {"method": "biharmonic"}})
