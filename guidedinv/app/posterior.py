@@ -28,7 +28,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["Posterior", "RunningMoments", "sample_seed", "draw_samples", "group_size", "GROUP_VALUES"]
+from ..errors import InputError
+
+__all__ = ["Posterior", "RunningMoments", "sample_seed", "draw_samples", "group_size", "check_sample_flags",
+           "GROUP_VALUES"]
 
 GROUP_VALUES = 2**22  # result values per group (all images): 16 MiB of float32 per state tensor of the sampler
 _MASK = 2**64 - 1
@@ -43,6 +46,15 @@ def sample_seed(seed: int, k: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return (z ^ (z >> 31)) >> 1
+
+
+def check_sample_flags(samples: int, uncertainty: bool, save_samples: bool) -> None:
+    """--uncertainty and --save-samples need two samples or more, checked before any model loads (the
+    restore commands and the batch); a deterministic method's --samples is refused when the recipe is
+    checked, :func:`guidedinv.app.request.check_samples`."""
+    for flag, asked in (("--uncertainty", uncertainty), ("--save-samples", save_samples)):
+        if asked and samples < 2:
+            raise InputError(f"{flag} needs --samples N with N >= 2 (the spread of one sample is unknown)")
 
 
 class RunningMoments:

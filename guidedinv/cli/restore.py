@@ -186,9 +186,9 @@ def make_request(task: str, o: dict[str, Any]) -> Request:
         request = request.with_changes([f"methods.{request.method}.steps={toml_string(o['steps'])}"], f"--steps {o['steps']}")
     if o.get("samples") is not None:  # after --method, --set and --steps: the method decides whether samples spread
         request = request.with_changes([f"samples={o['samples']}"], f"--samples {o['samples']}")
-    if request.samples == 1 and (o.get("uncertainty") is not None or o.get("save_samples")):
-        flag = "--uncertainty" if o.get("uncertainty") is not None else "--save-samples"
-        raise InputError(f"{flag} needs --samples N with N >= 2 (the spread of one sample is unknown)")
+    from ..app.posterior import check_sample_flags  # torch is in by now (build_request imports it)
+
+    check_sample_flags(request.samples, o.get("uncertainty") is not None, bool(o.get("save_samples")))
     if request.samples > 1 and o.get("trajectory") is not None:
         raise InputError(f"--trajectory follows one sample, not {request.samples}; give it without --samples")
     check_device_dtype(o["device"], o["dtype"])

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from ...errors import InputError
 from ..outputs import Read, Write, check_disjoint
+from ..posterior import check_sample_flags  # the batch runner's import; one check with the restore commands
 from .folder import RECIPE_NAME
 from .items import Item
 from .report import REPORT_NAME
@@ -42,14 +43,6 @@ def extra_names(item: Item, uncertainty: bool, samples: int) -> list[str]:
 def _beside(output: str, tag: str) -> str:
     path = PurePosixPath(output)
     return str(path.with_name(f"{path.stem}.{tag}.png"))
-
-
-def check_sample_flags(samples: int, uncertainty: bool, save_samples: bool) -> None:
-    """--uncertainty and --save-samples need two samples or more (a deterministic method's --samples is
-    refused when the recipe is checked, :func:`guidedinv.app.request.check_samples`)."""
-    for flag, asked in (("--uncertainty", uncertainty), ("--save-samples", save_samples)):
-        if asked and samples < 2:
-            raise InputError(f"{flag} needs --samples N with N >= 2 (the spread of one sample is unknown)")
 
 
 def check_outputs(items: Sequence[Item], out_dir: Path, reads: Sequence[Path], uncertainty: bool = False,
