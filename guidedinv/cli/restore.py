@@ -18,7 +18,8 @@ from typing import Any
 import typer
 
 from ..app.methods import get_method, methods_for_kind
-from ..app.request import KIND_OF_TASK, Request, build_request, load_preset
+from ..app.operator_spec import KIND_OF_TASK
+from ..app.request import Request, build_request, load_preset
 from ..errors import InputError
 
 __all__ = ["register_restore_commands", "restore_file", "TASK_COMMANDS"]
@@ -208,8 +209,8 @@ def check_device_dtype(device: str, dtype: str) -> None:
 
 
 def _paths(task: str, request: Request, o: dict[str, Any]) -> tuple[Path, list, list]:
+    from ..app.operator_spec import kernel_path
     from ..app.outputs import Read, Write
-    from ..app.request import kernel_path
 
     out = o["out"] or Path(f"{Path(o['image']).stem}.{task}.png")
     reads = [Read("IMAGE", Path(o["image"]))]

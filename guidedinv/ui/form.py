@@ -71,7 +71,8 @@ def page_config(model: str | None) -> dict[str, Any]:
     """What the page shows as defaults: per task, its methods with their default steps (the presets'
     and the method registry's, as ``--help`` shows them) and the operator's defaults."""
     from ..app.methods import get_method, methods_for_kind
-    from ..app.request import KIND_OF_TASK, load_preset
+    from ..app.operator_spec import KIND_OF_TASK
+    from ..app.request import load_preset
 
     tasks = {}
     for task in UI_TASKS:
