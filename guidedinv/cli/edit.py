@@ -90,7 +90,7 @@ def edit_command(
     rule: str | None = typer.Option(None, help="Step rule: ddpm | ddim | dpm++2m | renoise | ...", show_default=_DEFAULTS["rule"]),
     steps: str | None = typer.Option(None, help="Network calls below the strength's level: 'logsnrN' runs N; 'N' is cut "
                                      "at the level (about strength x N).", show_default=_DEFAULTS["steps"]),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same result."),
+    seed: int | None = typer.Option(None, help="Random seed (the recipe's, else 0); the same seed gives the same result.", show_default=False),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps."),
     dtype: str = typer.Option("fp32", help="fp32 | fp16 | bf16 (network torso precision)."),
     tile: str | None = typer.Option(None, help="Network tiles: auto | 0 (whole image) | N px.", show_default="auto"),

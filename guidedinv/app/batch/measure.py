@@ -69,10 +69,12 @@ def check_recipe(recipe: dict[str, Any] | Request) -> Request:
 
 
 def item_recipe(recipe: dict[str, Any], item: Item, seed: int) -> dict[str, Any]:
-    """The recipe one item runs with: its own seed (so the recipe written into its output reproduces
-    it alone) and scale; without the batch-only table."""
+    """The recipe one item runs with: its own seed, scale and mask file (so the recipe written into its
+    output reproduces it alone); without the batch-only table."""
     out = copy.deepcopy({k: v for k, v in recipe.items() if k != "batch"})
     out["seed"] = seed
+    if item.mask is not None and out.get("operator", {}).get("kind") in ("inpaint", "edit"):
+        out["operator"]["mask"] = str(item.mask)
     if item.scale is not None:
         if out["operator"].get("kind") != "downsample":
             raise InputError(f"scale {item.scale} is for super-resolution recipes; this recipe's operator is "
