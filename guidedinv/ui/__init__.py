@@ -10,8 +10,8 @@ tested end to end in a headless Chromium (tests/test_ui_browser.py).
 
 One implementation: a form becomes the same :class:`~guidedinv.app.request.Request` as the command
 line (the restore and edit commands' own request builders, so the same checks and messages), and
-the job runs the same entry point, :func:`guidedinv.app.solve.restore`, then writes the result and
-its recipe with the command line's :func:`guidedinv.cli.images.write_result`.
+the job runs the commands' own job sequence (:mod:`guidedinv.app.job`: prepare_job, load_models,
+run_job, write_job_outputs, which writes through :mod:`guidedinv.app.images`).
 
 Parts: :mod:`.form` (a submitted form -> a checked job, files saved in the job's folder),
 :mod:`.jobs` (the queue, the worker, the model cache), :mod:`.server` (HTTP routes, ``serve``).

@@ -15,12 +15,11 @@ from pathlib import Path, PurePosixPath
 
 from ...errors import InputError
 from ..outputs import Read, Write, check_disjoint
-from ..posterior import check_sample_flags  # the batch runner's import; one check with the restore commands
 from .folder import RECIPE_NAME
 from .items import Item
 from .report import REPORT_NAME
 
-__all__ = ["std_output", "sample_outputs", "extra_names", "check_outputs", "check_sample_flags"]
+__all__ = ["std_output", "sample_outputs", "extra_names", "check_outputs"]
 
 _EXTRA = re.compile(r"^(?P<stem>.+)\.(?:std|sample-(?P<k>\d+))\.png$", re.IGNORECASE)
 

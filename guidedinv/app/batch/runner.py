@@ -40,14 +40,14 @@ import torch.nn.functional as F
 from ...denoiser import Denoiser
 from ...errors import GuidedinvError, InputError
 from ...io import TEMP_SUFFIX, read_image, write_image
-from ..posterior import Posterior
+from ..posterior import Posterior, check_sample_flags
 from ..recipes import dump_toml
 from ..solve import restore, size_multiple
 from .folder import RECIPE_NAME, FolderLock, canonical, claim_folder
 from .items import Item, item_seed, measurement_seed
 from .measure import Prepared, check_recipe, pad, prepare
 from .metrics import consistency, quality
-from .names import check_outputs, check_sample_flags, extra_names, sample_outputs, std_output
+from .names import check_outputs, extra_names, sample_outputs, std_output
 from .report import PARTS_DIR, REPORT_NAME, new_record, part_paths, read_records, write_part, write_report
 from .scaleout import Ranks
 
