@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,8 +45,6 @@ def run_training(trainer: Trainer, quiet: bool) -> None:
         trainer.train(lambda step, loss: bar.update(task, completed=step, loss=loss))
 
 
-# --export-dtype -> the name of its torch dtype (resolved when exporting: torch is not imported here)
-EXPORT_DTYPES = {"fp32": "float32", "fp16": "float16"}
 RUN_FILES = ("checkpoint.pt", "checkpoint.tmp", "log.jsonl", "model.safetensors", "model.tmp", "card.json")
 
 
@@ -152,41 +149,24 @@ def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: in
         state = read_checkpoint(checkpoint, dev)
         check_resume(state, settings, checkpoint)
         typer.echo(_resume_line(state, settings, checkpoint, dev))
-    _train_and_export(settings, cfg, files, labels, classes, data, out, dev, quiet, state, weights,
-                      kind={"prior": "prior", "classifier": "classifier", "conditional": "conditional-prior"}[objective],
-                      **({"num_classes": k} if labelled else {}), **({"null_label": k} if objective == "conditional" else {}))
+    from ..training.card import export_kind
 
-
-def _prior_text(settings: TrainSettings) -> str:
-    """The model card's objective line of a prior run: its noise levels and loss weighting."""
-    if settings.noise == "uniform":
-        levels = "t uniform over 1000 steps"
-    else:
-        levels = (f"ln sigma ~ N({settings.noise_mean:g}, {settings.noise_std:g}^2) at the nearest step, "
-                  f"{settings.uniform_share:.0%} of t uniform over 1000 steps")
-    weighting = "" if settings.weighting == "v" else f", EDM loss weighting (sigma_data {settings.sigma_data:g})"
-    start = f", fine-tuned from {settings.init['file']} ({settings.init['digest']})" if settings.init else ""
-    return f"v-prediction, {levels}{weighting}{start}"
-
-
-OBJECTIVE_TEXT = {"prior": "v-prediction, t uniform over 1000 steps",
-                  "classifier": "cross-entropy of logits(x_t, t), t uniform over 1000 steps",
-                  "conditional": "v-prediction with label dropout {label_dropout}, t uniform over 1000 steps"}
+    _train_and_export(settings, cfg, files, labels, classes, data, out, dev, quiet, state, weights, **export_kind(objective, k))
 
 
 def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path], labels: list[int] | None,
                       classes: list[str] | None, data: list[Path], out: Path, dev: torch.device, quiet: bool,
                       state: dict | None, weights: dict | None = None, **export) -> None:
     """Read the images, resume or start, train with a progress bar, export the EMA weights with a model card."""
-    import torch
-
     from ..training import CropSampler, Trainer, export_safetensors
+    from ..training.card import DTYPES, final_loss, model_card, run_record
 
     if classes is None:
         sampler = CropSampler.from_files(files, settings.crop, device=dev)
     else:
         sampler = CropSampler.from_labelled_files(files, labels, classes, settings.crop, data[0], device=dev)
     trainer = Trainer(settings, sampler, out, dev)
+    trainer.record = run_record(data, sampler, dev)  # in every checkpoint: 'train export' writes the same card
     if state is not None:
         trainer.resume(state)
     elif weights is not None:
@@ -201,28 +181,13 @@ def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path]
                 else "no checkpoint was written yet")
         typer.echo(f"guidedinv: interrupted at step {trainer.step}; {kept}", err=True)
         raise typer.Exit(130) from None
-    log = out / "log.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    last = rows[-1] if rows else {}  # the last logged row, also when a resumed run had nothing left to do
-    card = {
-        "objective": _prior_text(settings) if settings.objective == "prior"
-        else OBJECTIVE_TEXT[settings.objective].format(label_dropout=settings.label_dropout),
-        "data": [str(p) for p in data], "images": len(sampler.images), "megapixels": round(sampler.num_pixels / 1e6, 1),
-        "files": settings.data.get("files"), "data_digest": settings.data.get("digest"),
-        "crop": settings.crop, "batch": settings.batch, "steps": trainer.step, "lr": settings.lr, "ema": settings.ema,
-        "seed": settings.seed, "device": str(dev),
-        "hardware": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "wall_seconds": round(trainer.seconds, 1), "final_loss": last.get("loss"),
-        "export_dtype": settings.export_dtype,
-    }
-    if sampler.classes is not None:
-        card["classes"] = sampler.classes
-    if settings.objective == "conditional":
-        card["label_dropout"] = settings.label_dropout
+    loss = final_loss(out / "log.jsonl")  # the last logged row, also when a resumed run had nothing left to do
+    card = model_card(settings, trainer.record, step=trainer.step, seconds=trainer.seconds, loss=loss, device=str(dev),
+                      export_dtype=settings.export_dtype)
     path = export_safetensors(trainer.ema, cfg, out / "model.safetensors", schedule=settings.schedule, prediction="v",
-                              dtype=getattr(torch, EXPORT_DTYPES[settings.export_dtype]), card=card, **export)
+                              dtype=DTYPES[settings.export_dtype], card=card, **export)
     (out / "card.json").write_text(json.dumps(card, indent=2))
-    typer.echo(f"wrote {path} (EMA weights, {settings.export_dtype}), final loss {last.get('loss')}")
+    typer.echo(f"wrote {path} (EMA weights, {settings.export_dtype}), final loss {loss}")
 
 
 # options shared by the three commands, as annotated types (each command sets its own defaults)
@@ -347,3 +312,49 @@ def train_cond_prior(
     _train("conditional", [data], out, steps=steps, batch=batch, crop=crop, channels=channels, mult=mult, res_blocks=res_blocks,
            attention=attention, schedule=schedule, lr=lr, ema=ema, seed=seed, device=device, checkpoint_every=checkpoint_every,
            export_dtype=export_dtype, quiet=quiet, label_dropout=label_dropout)
+
+
+def _export_paths(run: Path, out: Path, data: list[Path]) -> Path:
+    """The checkpoint of RUN (a checkpoint file or its run folder), with --out checked against every file
+    the export reads or the run writes; an InputError (one line) before anything is read."""
+    from ..app.outputs import Read, Write, check_paths
+
+    checkpoint = run / "checkpoint.pt" if run.is_dir() else run
+    if not checkpoint.exists():
+        where = f"{run}: no checkpoint.pt in this folder (a run writes one every --checkpoint-every steps)" if run.is_dir() \
+            else f"{run}: no such file or folder"
+        raise InputError(f"CHECKPOINT {where}; give a run's checkpoint.pt or its folder")
+    folder = checkpoint.parent
+    reads = [Read("CHECKPOINT", checkpoint), *(Read(f"the run's {n}", folder / n) for n in RUN_FILES),
+             *(Read("--data", p) for p in data)]
+    check_paths(reads, [Write("--out", out, (".safetensors",)), Write("--out's card", out.with_suffix(".card.json")),
+                        Write("--out's temporary file", out.with_suffix(".tmp"))])
+    return checkpoint
+
+
+@train_app.command("export")
+def train_export(
+    run: Path = typer.Argument(..., help="A run's checkpoint.pt, or its run folder (--out of the training command)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The model file to write (.safetensors); its card goes beside it as NAME.card.json."),
+    tile: int | None = typer.Option(None, help="Record N px as the tile the loader runs the network on (a multiple of 2^(levels - 1)); default: the crop's 4/3."),
+    export_dtype: str | None = typer.Option(None, help="Precision of the weights written: fp32, fp16 or bf16 (default: the run's --export-dtype)."),
+    data: list[Path] = typer.Option([], "--data", help="The run's training data, as given to it: needed only for checkpoints of older versions, which do not record it (scanned and checked against the run's digest)."),
+) -> None:
+    """Export a run's checkpoint as a model file, without training: the EMA weights at its step, the file and
+    card the run itself writes at that step. Safe while the run goes on (it only reads the checkpoint).
+
+    Example: guidedinv train export runs/prior --out prior-step5000.safetensors --tile 64
+    """
+    from ..training.card import DTYPES
+
+    if export_dtype is not None and export_dtype not in DTYPES:
+        raise InputError(f"--export-dtype {export_dtype}: expected one of {', '.join(DTYPES)}")
+    if tile is not None and tile < 1:
+        raise InputError(f"--tile {tile}: expected a whole number of pixels >= 1")
+    checkpoint = _export_paths(run, out, data)
+    from ..training.card import export_checkpoint, read_for_export
+
+    state = read_for_export(checkpoint)
+    card = export_checkpoint(state, checkpoint, out, data=data, export_dtype=export_dtype, tile=tile)
+    typer.echo(f"wrote {out} (EMA weights at step {card['steps']}, {card['export_dtype']}) and "
+               f"{out.with_suffix('.card.json')}, final loss {card['final_loss']}")

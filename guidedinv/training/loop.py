@@ -77,6 +77,7 @@ class Trainer:
         self.saved_step = 0  # the step of the last checkpoint written or resumed
         self.seconds = 0.0  # wall time over all runs of this training, kept across resumes
         self.history: list[dict] = []
+        self.record: dict = {}  # what the model card says of the data and machine (training.card.run_record)
 
     def start_from(self, weights: dict[str, torch.Tensor]) -> None:
         """Start the network and its EMA from ``weights`` (a state dict of this network: a fine-tune),
@@ -101,6 +102,7 @@ class Trainer:
             "seconds": self.seconds,
             "device": str(self.device),
             "settings": json.dumps(asdict(self.settings)),
+            "card": self.record,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)

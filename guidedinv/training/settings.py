@@ -218,12 +218,13 @@ UNSAFE = re.compile(r"GLOBAL|Can only (build|create new object)|reduce|must be i
 CHECKPOINT_KEYS = {"step": int, "net": dict, "ema": dict, "opt": dict, "rng": torch.Tensor, "settings": str}
 
 
-def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", advice: str | None = None) -> dict[str, Any]:
     """A training checkpoint, loaded safely (weights_only: tensors and plain data, never code) and
     checked for its layout and finite weights; a ModelError naming the file otherwise. The saved
-    settings are parsed into ``state["settings"]`` (a dict)."""
+    settings are parsed into ``state["settings"]`` (a dict); ``advice`` ends each message (default: for a
+    run folder's checkpoint, use another --out)."""
     path = Path(path)
-    advice = "use another --out (or move the file away to start afresh)"
+    advice = advice or "use another --out (or move the file away to start afresh)"
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols of garbage files: the error says it
             warnings.simplefilter("ignore")
