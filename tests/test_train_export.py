@@ -121,6 +121,16 @@ def test_an_older_checkpoint_is_exported_with_the_data_it_names(runs, monkeypatc
     code, out, err = cli(monkeypatch, capsys, "train", "export", "old", "--out", "old.safetensors", "--data", "data")
     assert code == 0, err
     _same_model(Path("old.safetensors"), runs / "prior" / "model.safetensors")
+    # or without --data, from the card.json an earlier part of the run wrote, when it names the same data
+    folder = _older(runs, "old-card")
+    earlier = json.loads((runs / "two" / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**earlier, "data_digest": "0" * 12}))
+    code, out, err = cli(monkeypatch, capsys, "train", "export", "old-card", "--out", "old2.safetensors")
+    _one_line_error(code, err, 2, "old-card/checkpoint.pt: written by an older guidedinv that does not record")
+    (folder / "card.json").write_text(json.dumps(earlier))
+    code, out, err = cli(monkeypatch, capsys, "train", "export", "old-card", "--out", "old2.safetensors")
+    assert code == 0, err
+    _same_model(Path("old2.safetensors"), runs / "prior" / "model.safetensors")
 
 
 @pytest.mark.parametrize("args, needle", [

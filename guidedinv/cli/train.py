@@ -334,11 +334,11 @@ def _export_paths(run: Path, out: Path, data: list[Path]) -> Path:
 
 @train_app.command("export")
 def train_export(
-    run: Path = typer.Argument(..., help="A run's checkpoint.pt, or its run folder (--out of the training command)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The model file to write (.safetensors); its card goes beside it as NAME.card.json."),
-    tile: int | None = typer.Option(None, help="Record N px as the tile the loader runs the network on (a multiple of 2^(levels - 1)); default: the crop's 4/3."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run's checkpoint.pt, or its run folder (--out of the training command)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="The model file to write (.safetensors); its card goes beside it as NAME.card.json."),
+    tile: int | None = typer.Option(None, metavar="N", help="Record N px as the tile the loader runs the network on (a multiple of 2^(levels - 1)); default: the crop's 4/3."),
     export_dtype: str | None = typer.Option(None, help="Precision of the weights written: fp32, fp16 or bf16 (default: the run's --export-dtype)."),
-    data: list[Path] = typer.Option([], "--data", help="The run's training data, as given to it: needed only for checkpoints of older versions, which do not record it (scanned and checked against the run's digest)."),
+    data: list[Path] = typer.Option([], "--data", help="The run's training data, as given to it: needed only for a checkpoint of an older version, which does not record it, without a card.json of that data beside it (scanned and checked against the run's digest)."),
 ) -> None:
     """Export a run's checkpoint as a model file, without training: the EMA weights at its step, the file and
     card the run itself writes at that step. Safe while the run goes on (it only reads the checkpoint).

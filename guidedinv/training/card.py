@@ -4,8 +4,10 @@ One card for both ways a file is made: ``guidedinv train prior|cond-prior|classi
 a run, and ``guidedinv train export`` of any checkpoint while a run goes on (:func:`export_checkpoint`):
 the same step gives the same file. What the card says about the data and the machine (the data's
 paths, images, megapixels and class names; the hardware and thread count) is recorded in every
-checkpoint under ``"card"`` (:attr:`guidedinv.training.Trainer.record`); a checkpoint of an older
-version lacks it, and its export scans the data folders given, as the run did.
+checkpoint under ``"card"`` (:attr:`guidedinv.training.Trainer.record`). A checkpoint of an older
+version lacks it: its export takes it from the card.json an earlier part of the run wrote beside it
+(when that card names the same data: file count and digest), or scans the data folders given with
+--data as the run did (the hardware and threads are then this machine's).
 """
 from __future__ import annotations
 
@@ -114,6 +116,21 @@ def _scan(settings: TrainSettings, data: Sequence[Path]) -> dict[str, Any]:
     return run_record(data, sampler, torch.device("cpu"))
 
 
+def _earlier_card(path: Path, settings: TrainSettings) -> dict[str, Any]:
+    """The record in the card.json an earlier part of the run wrote, if it describes the same data (its
+    file count and digest): how a checkpoint of an older version, which records none, is described."""
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("data", "images", "megapixels", "hardware", "threads")
+    same = isinstance(card, dict) and settings.data and [card.get("files"), card.get("data_digest")] == \
+        [settings.data.get("files"), settings.data.get("digest")]
+    if not same or any(k not in card for k in keys) or (settings.objective != "prior" and "classes" not in card):
+        return {}
+    return {k: card[k] for k in (*keys, "classes") if k in card}
+
+
 def _seconds(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
@@ -139,11 +156,13 @@ def export_checkpoint(state: dict[str, Any], path: Path, out: Path, *, data: Seq
         raise InputError(f"--tile {tile}: must be a multiple of {multiple} (this network halves its input "
                          f"{cfg.levels - 1} times)")
     record = state.get("card") if isinstance(state.get("card"), dict) else {}
+    if not record and not data:
+        record = _earlier_card(path.parent / "card.json", settings)
     if data:  # scanned, the machine kept from the record
         record = {**_scan(settings, data), **{k: record[k] for k in ("hardware", "threads") if k in record}}
     elif not record:
-        raise InputError(f"{path}: written by an older guidedinv that does not record the run's training data; give it "
-                         "with --data FOLDER (as given to the run) for the model card")
+        raise InputError(f"{path}: written by an older guidedinv that does not record the run's training data (nor does a "
+                         "card.json of this data beside it); give it with --data FOLDER (as given to the run) for the model card")
     dtype = export_dtype or settings.export_dtype
     card = model_card(settings, record, step=int(state["step"]), seconds=_seconds(state.get("seconds")),
                       loss=final_loss(path.parent / "log.jsonl", int(state["step"])), device=str(state.get("device")),
