@@ -433,15 +433,16 @@ def test_batch_edit_refuses_ilvr_and_classifier_guidance_up_front(work, monkeypa
 def test_an_items_recipe_names_its_own_mask_and_reproduces_it_alone(work, monkeypatch, capsys):
     """The recipe written into an item's PNG names the manifest's mask for that item (not the folder
     recipe's "box"): `guidedinv inpaint IMAGE --task RECIPE` with that recipe alone gives its pixels."""
-    (work / "items.jsonl").write_text(json.dumps({"input": "photos/p2.png", "mask": "mask2.png", "id": "one"}) + "\n")
+    # p1 is 15x16: the batch pads it to the network multiple, the command alone too
+    (work / "items.jsonl").write_text(json.dumps({"input": "photos/p1.png", "mask": "mask1.png", "id": "one"}) + "\n")
     code, _, err = batch(monkeypatch, capsys, work, "inpaint", "--manifest", "items.jsonl", "--out", "own", "-q", *STEPS)
     assert code == 0, err
     output = work / "own" / report(work / "own")["items"][0]["output"]
     with Image.open(output) as im:
         recipe = im.text["guidedinv:recipe"]
-    assert 'mask = "mask2.png"' in recipe, recipe
+    assert 'mask = "mask1.png"' in recipe, recipe
     (work / "one.toml").write_text(recipe)
-    monkeypatch.setattr(sys, "argv", ["guidedinv", "inpaint", "photos/p2.png", "--task", "one.toml", "--model",
+    monkeypatch.setattr(sys, "argv", ["guidedinv", "inpaint", "photos/p1.png", "--task", "one.toml", "--model",
                                       "tiny.safetensors", "-o", "alone.png", "-q"])
     with pytest.raises(SystemExit) as stop:
         run()
