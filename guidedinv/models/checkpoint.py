@@ -142,14 +142,15 @@ def _training_record(raw: Mapping[str, str], path: Path) -> dict[str, Any]:
     if raw.get("format") != TRAINING_FORMAT:
         return {}
     try:
+        card = json.loads(raw.get("card") or "{}")
         return {
             "format": "adm",
             "config": json.loads(raw["config"]),
             "schedule": raw.get("schedule", "linear"),
             "prediction": raw.get("prediction", "eps"),
             "null_label": int(raw["null_label"]) if raw.get("null_label") else None,
-            "train_crop": _card_size(json.loads(raw.get("card") or "{}"), "crop"),
-            "tile": _card_size(json.loads(raw.get("card") or "{}"), "tile"),
+            "train_crop": _card_size(card, "crop"),
+            "tile": _card_size(card, "tile"),
         }
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path} has unreadable guidedinv metadata ({exc})") from exc
