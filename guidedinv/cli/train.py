@@ -113,22 +113,19 @@ def _train(objective: str, data: list[Path], out: Path, *, steps: int, batch: in
     order: a mistake is one line before any image is read or anything written); then read, train and export."""
     from dataclasses import replace
 
-    from ..training import TrainSettings, describe, labelled_images, list_images, read_checkpoint
+    from ..training import TrainSettings, describe, read_checkpoint
+    from ..training.data import run_files
     from .batch import check_device
 
     settings = TrainSettings(objective=objective, steps=steps, batch=batch, lr=lr, ema=ema, schedule=schedule,  # type: ignore[arg-type]
                              label_dropout=label_dropout, seed=seed, checkpoint_every=checkpoint_every, crop=crop,
                              export_dtype=export_dtype, **(levels or {}))
     settings.check()
-    labelled = objective != "prior"
     extra = {"kind": "classifier", "out_channels": 2, "pool": "attention"} if objective == "classifier" else {"out_channels": 3}
     _network(channels, mult, res_blocks, attention, crop, **extra)  # checked now; the class count comes with the data
     dev = check_device(device)
     _check_out(out)
-    if labelled:
-        files, labels, classes = labelled_images(data[0])
-    else:
-        files, labels, classes = list_images(data), None, None
+    files, labels, classes = run_files(objective, data)
     k = len(classes or [])
     if objective == "classifier":
         extra["out_channels"] = k
@@ -161,10 +158,7 @@ def _train_and_export(settings: TrainSettings, cfg: ADMConfig, files: list[Path]
     from ..training import CropSampler, Trainer, export_safetensors
     from ..training.card import DTYPES, final_loss, model_card, run_record
 
-    if classes is None:
-        sampler = CropSampler.from_files(files, settings.crop, device=dev)
-    else:
-        sampler = CropSampler.from_labelled_files(files, labels, classes, settings.crop, data[0], device=dev)
+    sampler = CropSampler.for_run(files, labels, classes, settings.crop, data[0], device=dev)
     trainer = Trainer(settings, sampler, out, dev)
     trainer.record = run_record(data, sampler, dev)  # in every checkpoint: 'train export' writes the same card
     if state is not None:

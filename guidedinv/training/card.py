@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError, ModelError
 from ..models.adm import ADMConfig, build_network
-from .data import CropSampler, describe, labelled_images, list_images
+from .data import CropSampler, describe, run_files
 from .export import export_safetensors
 from .settings import TrainSettings, read_checkpoint
 
@@ -99,21 +99,14 @@ def final_loss(log: Path, step: int | None = None) -> float | None:
 def _scan(settings: TrainSettings, data: Sequence[Path]) -> dict[str, Any]:
     """:func:`run_record` of ``data`` read as the run read it; an InputError unless it is the data the run
     recorded (its file count and digest)."""
-    if settings.objective == "prior":
-        files, labels, classes = list_images(data), None, None
-    elif len(data) != 1:
+    if settings.objective != "prior" and len(data) != 1:
         raise InputError(f"--data: a {settings.objective} run trains on one labelled folder; give it once")
-    else:
-        files, labels, classes = labelled_images(data[0])
+    files, labels, classes = run_files(settings.objective, data)
     now = describe(files, data, labels)
     if settings.data and now != settings.data:
         raise InputError(f"--data {', '.join(map(str, data))}: not the data the run trained on ({now['files']} files, digest "
                          f"{now['digest']}; the run: {settings.data.get('files')} files, digest {settings.data.get('digest')})")
-    if classes is None:
-        sampler = CropSampler.from_files(files, settings.crop)
-    else:
-        sampler = CropSampler.from_labelled_files(files, labels, classes, settings.crop, data[0])
-    return run_record(data, sampler, torch.device("cpu"))
+    return run_record(data, CropSampler.for_run(files, labels, classes, settings.crop, data[0]), torch.device("cpu"))
 
 
 def _earlier_card(path: Path, settings: TrainSettings) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, list_images as _image_files, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "describe", "read_rgb", "CropSampler"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "labelled_images", "run_files", "describe", "read_rgb", "CropSampler"]
 
 
 def list_images(sources: Sequence[str | Path]) -> list[Path]:
@@ -63,6 +63,14 @@ def labelled_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]
     if len(classes) < 2:
         raise InputError(f"labelled data {root}: {len(classes)} class folder(s); a classifier needs at least 2")
     return files, labels, classes
+
+
+def run_files(objective: str, data: Sequence[str | Path]) -> tuple[list[Path], list[int] | None, list[str] | None]:
+    """(files, labels, class names) a run of ``objective`` reads: a prior's images of every folder in
+    ``data`` (no labels), a classifier's or conditional prior's labelled folder ``data[0]``."""
+    if objective == "prior":
+        return list_images(data), None, None
+    return labelled_images(data[0])
 
 
 def describe(files: Sequence[Path], roots: Sequence[str | Path], labels: Sequence[int] | None = None) -> dict:
@@ -143,6 +151,14 @@ class CropSampler:
             raise InputError(f"labelled data {root}: no image of class {empty[0]!r} is at least {crop}x{crop} pixels")
         sampler.classes = list(classes)
         return sampler
+
+    @classmethod
+    def for_run(cls, files: Sequence[Path], labels: Sequence[int] | None, classes: Sequence[str] | None, crop: int,
+                root: str | Path, device: str | torch.device = "cpu") -> CropSampler:
+        """The sampler of :func:`run_files`'s result: labelled when it names classes."""
+        if classes is None:
+            return cls.from_files(files, crop, device=device)
+        return cls.from_labelled_files(files, labels or [], classes, crop, root, device)
 
     @property
     def num_pixels(self) -> int:
