@@ -21,9 +21,8 @@ import torch
 
 from guidedinv.app.request import apply_overrides, parse_request
 from guidedinv.app.solve import restore
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, task_recipe
+from guidedinv.bench.harness import TASKS, degrade, task_recipe, tuning_crops
 from guidedinv.defaults import load_prior
-from guidedinv.io import read_image
 from guidedinv.metrics import psnr
 
 # (label, iterations, lambda, first level on [0, 1], x8 ensemble)
@@ -75,8 +74,7 @@ def main() -> None:
     core = getattr(prior.net, "core", None)
     if core is None:
         raise SystemExit(f"{args.model}: not a plug-and-play denoiser (DPIR's loop needs D(z, sigma))")
-    files = list_images([Path(args.data)], limit=3 + args.images)[3:]
-    crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
+    files, crops = tuning_crops(args.data, args.images, args.crop)
     print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}, prior {args.model}\n")
     for name in args.tasks.split(","):
         base = apply_overrides(task_recipe(TASKS[name]), [f'model="{args.model}"'], "--model")
@@ -97,7 +95,7 @@ def main() -> None:
                     for s, m in zip(starts, measured)]
             rows.append((label, [psnr(x[0], m.clean[0]) for x, m in zip(outs, measured)],
                          (time.perf_counter() - t0) / len(crops)))
-        print(f"task {name}\n\n| loop | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
+        print(f"task {name}\n\n| loop | " + " | ".join(f.name for f in files) + " | mean | s / image |")
         print("|---|" + "---|" * (len(files) + 2))
         for label, scores, seconds in rows:
             print(f"| {label} | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {sum(scores) / len(scores):.2f} | {seconds:.1f} |")

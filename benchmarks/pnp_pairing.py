@@ -34,9 +34,8 @@ from guidedinv.app.measure import build_operator
 from guidedinv.app.noise_range import prior_section_first
 from guidedinv.app.request import apply_overrides, parse_request
 from guidedinv.app.solve import restore, run_classical
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, task_recipe
+from guidedinv.bench.harness import TASKS, degrade, task_recipe, tuning_crops
 from guidedinv.defaults import load_prior
-from guidedinv.io import read_image
 from guidedinv.metrics import psnr
 from guidedinv.noise import NoiseSource
 from guidedinv.sampler import build_path
@@ -141,8 +140,7 @@ def main() -> None:
         with torch.no_grad():
             return core(z, torch.full((z.shape[0],), s)).clamp(0, 1)  # the sampler clips x0 to the model range
 
-    files = list_images([Path(args.data)], limit=3 + args.images)[3:]
-    crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
+    files, crops = tuning_crops(args.data, args.images, args.crop)
     steps = [int(n) for n in args.steps.split(",")]
     variants = args.variants.split(",")
     if any(v not in VARIANTS for v in variants):

@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from guidedinv.app.solve import restore
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, method_request, task_recipe
+from guidedinv.bench.harness import TASKS, degrade, method_request, task_recipe, tuning_crops
 from guidedinv.defaults import load_prior
-from guidedinv.io import read_image
 from guidedinv.metrics import psnr
 from guidedinv.tiling import Tiling
 
@@ -54,8 +53,7 @@ def main() -> None:
     if args.speed:
         return speed(args)
     torch.set_num_threads(1)
-    files = list_images([Path(args.data)], limit=3 + args.images)[3:]
-    crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
+    files, crops = tuning_crops(args.data, args.images, args.crop)
     tiles = [tiling_and_label(int(t), args.share) for t in args.tiles.split(",")]
     tasks = args.tasks.split(",")
     requests = {task: method_request(task_recipe(TASKS[task]), args.method, None) for task in tasks}  # checked up front
@@ -65,7 +63,7 @@ def main() -> None:
     for task in tasks:
         measured = [degrade(TASKS[task], x[None], seed=i)[1] for i, x in enumerate(crops)]
         print(f"\n### {task}\n")
-        print("| network tiles | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
+        print("| network tiles | " + " | ".join(f.name for f in files) + " | mean | s / image |")
         print("|---|" + "---|" * (len(files) + 2))
         for tiling, label in tiles:
             prior.tiling = tiling

@@ -21,9 +21,8 @@ import torch
 
 from guidedinv.app.request import apply_overrides, parse_request
 from guidedinv.app.solve import restore
-from guidedinv.bench.harness import TASKS, centre_crop, degrade, list_images, task_recipe
+from guidedinv.bench.harness import TASKS, degrade, task_recipe, tuning_crops
 from guidedinv.defaults import load_prior
-from guidedinv.io import read_image
 from guidedinv.metrics import psnr
 
 
@@ -37,8 +36,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    files = list_images([Path(args.data)], limit=3 + args.images)[3:]
-    crops = [centre_crop(read_image(f).image, args.crop)[0] for _, f in files]
+    files, crops = tuning_crops(args.data, args.images, args.crop)
     measured = [degrade(TASKS[args.task], x[None], seed=i)[1] for i, x in enumerate(crops)]
     base = task_recipe(TASKS[args.task])
     requests = {}
@@ -48,7 +46,7 @@ def main() -> None:
         requests[config] = parse_request(recipe, config)
     prior = load_prior(args.model, device="cpu") if any(r.uses_network for r in requests.values()) else None
     print(f"PSNR (dB) on {len(crops)} centre crops of {args.crop} px from {args.data}, task {args.task}\n")
-    print("| configuration | " + " | ".join(f.name for _, f in files) + " | mean | s / image |")
+    print("| configuration | " + " | ".join(f.name for f in files) + " | mean | s / image |")
     print("|---|" + "---|" * (len(files) + 2))
     for config, request in requests.items():
         scores, start = [], time.perf_counter()

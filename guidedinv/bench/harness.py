@@ -65,7 +65,7 @@ from .instruments import RANDOM_TINY, CountingDenoiser, PeakMemory, load_bench_m
 # the run's outputs (CSV, tables, plots, docs page) are guidedinv.bench.report's
 __all__ = ["BenchTask", "TASKS", "GUIDED", "COLUMNS", "TIMING_COLUMNS", "BenchResult", "CountingDenoiser", "PeakMemory",
            "RANDOM_TINY", "random_tiny_model", "load_bench_model", "list_images", "centre_crop", "image_seed", "task_recipe",
-           "degrade", "steps_for_budget", "method_request", "plan_runs", "run_bench"]
+           "degrade", "steps_for_budget", "method_request", "plan_runs", "run_bench", "tuning_crops"]
 
 GUIDED = guided_names()
 
@@ -145,6 +145,14 @@ def centre_crop(image: torch.Tensor, size: int) -> tuple[torch.Tensor, tuple[int
         raise InputError(f"image {w}x{h} is too small for the benchmark (at least 16x16 after cropping to multiples of 8)")
     top, left = (h - ch) // 2, (w - cw) // 2
     return image[:, top:top + ch, left:left + cw].contiguous(), (top, left, ch, cw)
+
+
+def tuning_crops(folder: Path, images: int, crop: int) -> tuple[list[Path], list[torch.Tensor]]:
+    """The crops the tuning scripts compare settings on (benchmarks/tune_methods.py and its kin): centre
+    crops of ``images`` images of a TRAINING folder from its fourth on (the first three tuned the classical
+    baselines, benchmarks/tune_baselines.py); returns the files and the (C, H, W) crops."""
+    files = [f for _, f in list_images([Path(folder)], limit=3 + images)[3:]]
+    return files, [centre_crop(read_image(f).image, crop)[0] for f in files]
 
 
 def image_seed(dataset: str, name: str, seed: int = 0) -> int:
