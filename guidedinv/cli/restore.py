@@ -69,7 +69,7 @@ def _common(task: str) -> list[tuple[str, Any, Any]]:
         ("method", str | None, _opt(None, "--method", help=f"{methods}.", shown=d["method"])),
         ("steps", str | None, _opt(None, "--steps", help="Network evaluations: '50', 'ddim25', 'logsnr20'.",
                                       shown=f"the method's: {guided}")),
-        ("seed", int, _opt(None, "--seed", help="Random seed (the recipe's, else 0); the same seed gives the same result.", shown=False)),
+        ("seed", int | None, _opt(None, "--seed", help="Random seed (the recipe's, else 0); the same seed gives the same result.", shown=False)),
         ("sigma_y", float | None, _opt(None, "--sigma-y", help="Measurement noise std on the [0, 1] scale.",
                                           shown=str(d["sigma_y"]))),
         ("device", str, _opt("auto", "--device", help="auto | cpu | cuda | cuda:N | mps.")),
