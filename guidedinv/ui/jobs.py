@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import GuidedinvError
 from .form import FILES, Prepared, display
 
-__all__ = ["Job", "JobQueue", "FILES"]
+__all__ = ["Job", "JobQueue"]
 
 
 @dataclass

@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ..errors import GuidedinvError, InputError
-from .form import page_config, prepare
-from .jobs import FILES, JobQueue
+from .form import FILES, page_config, prepare
+from .jobs import JobQueue
 
 __all__ = ["UIServer", "make_server", "serve", "LOOPBACK", "MAX_BODY"]
 
